@@ -1,0 +1,734 @@
+"""CMCR-Net: collaboration module and contrastive regularization for speech
+enhancement.
+
+Reference
+---------
+Xu, Tu, Han, Yang, "All Information is Necessary: Integrating Speech Positive
+and Negative Information by Contrastive Learning for Speech Enhancement",
+arXiv 2304.13439 (2023), https://arxiv.org/abs/2304.13439
+
+The model is a short composition::
+
+    noisy wav [B, L] --STFT--> [B, 2, F, T]
+      --Encoder (5 conv blocks along F)--> bottleneck [B, C, F', T]
+      --CollaborationModule x N--> speech view, noise view [B, C, F', T]
+      --Decoder (speech), Decoder (noise), gated skips--> [B, 2, F, T] each
+      --complex output (ratio mask or mapping)--iSTFT--> wavs [B, L]
+
+The contrastive regularization that trains it lives in
+``speechbrain_cmcr.nnet.losses``; the model itself never needs the teacher.
+
+Choices the paper's public traces leave open, and what we chose
+---------------------------------------------------------------
+The paper body is not available; the facts come from its abstract and the
+authors' earlier CRC-Net code. Where those are silent or self-contradictory,
+the choice is ours and is a constructor argument (so a yaml sets it):
+
+1. Time padding of the (3, 2) convolutions. The authors' blocks pad one frame
+   on both sides and drop the last, which makes them causal although named
+   non-causal. Default ``causal=False``: each block looks one frame ahead
+   (5 frames, 80 ms, in total); ``causal=True`` looks only back.
+2. Output. Default ``output="mask"``: an unbounded complex ratio mask
+   multiplied with the noisy spectrum. It starts near a pass-through, follows
+   the input level (VoiceBank levels vary by 30 dB), and gives exact zeros in
+   silent padding. ``output="mapping"`` predicts the spectrum directly.
+3. Attention axis of the contrastive attention. The authors' code embeds the
+   C x F' bottleneck of every frame into ``attention_dim`` features and lets
+   those features attend to each other, with similarities taken over the
+   whole time axis (``attention_axis="frequency"``, the default; we average
+   the similarities over the valid frames so they do not grow with length).
+   ``attention_axis="time"`` lets frames attend to frames instead.
+4. The gate ``z = sigmoid(g(q, k))``: g is two 1x1 convolutions on ``q`` and
+   ``k``, summed, then conv-BN-ReLU-conv-BN as in the authors' ``Local``
+   block. The irrelevant query is ``(1 - z) * q`` as DESIGN.md states (the
+   authors' code multiplies by ``z`` twice, which we take for a slip).
+5. Interactive attention. The authors apply one MLP twice, which yields two
+   identical attention vectors and a constant 0.5/0.5 softmax. We use a
+   shared MLP trunk with one output head per stream (selective-kernel
+   fusion), so the softmax across the two streams can prefer either.
+6. Projection back. R' and I' are each concatenated with X and projected by
+   one shared 1x1 conv (BN, ELU), as the authors share their block; the two
+   projections are summed.
+7. What feeds the decoders. Each module returns ``LN(X + P_r + P_i)`` for the
+   next module. The last one also returns ``LN(X + P_r)`` (speech view) and
+   ``LN(X + P_i)`` (noise view) with the same norm; the speech decoder starts
+   from the first, the noise decoder from the second.
+8. Residual and norm. LayerNorm over the channels and bins of each frame
+   (length independent, unlike the authors' LayerNorm over a fixed 251-frame
+   window).
+9. Padding. Every block output is multiplied by the frame mask, so an
+   utterance in a padded batch gives the same output as alone (eval mode).
+
+Cost of the default configuration (``benchmarks/model_cost.py``):
+4.08 M parameters, 1.52 G multiply-accumulates per second of 16 kHz audio.
+
+Authors
+-------
+speechbrain-cmcr contributors
+"""
+
+from typing import List, NamedTuple, Tuple
+
+import torch
+import torch.nn.functional as F
+from speechbrain.processing.features import ISTFT, STFT
+from torch import nn
+
+WINDOWS = {"hamming": torch.hamming_window, "hann": torch.hann_window}
+
+
+class CMCROutput(NamedTuple):
+    """What :class:`CMCRNet` returns.
+
+    ``enhanced_spec`` and ``noise_spec`` are ``[B, T, F, 2]`` (SpeechBrain's
+    STFT layout), wavs are ``[B, L]`` and ``streams`` holds the relevant and
+    irrelevant streams ``[B, C, F', T]`` of every collaboration module.
+    """
+
+    enhanced_wav: torch.Tensor
+    noise_wav: torch.Tensor
+    enhanced_spec: torch.Tensor
+    noise_spec: torch.Tensor
+    noisy_spec: torch.Tensor
+    streams: List[Tuple[torch.Tensor, torch.Tensor]]
+
+
+def frame_mask(lengths, num_frames, num_samples, hop_samples):
+    """Returns a ``[B, T]`` float mask of the STFT frames inside each signal.
+
+    Arguments
+    ---------
+    lengths : torch.Tensor
+        Relative lengths in [0, 1], shape ``[B]``.
+    num_frames : int
+        Number of STFT frames of the padded batch.
+    num_samples : int
+        Number of samples of the padded batch.
+    hop_samples : int
+        Hop between frames, in samples.
+
+    Returns
+    -------
+    torch.Tensor
+        1.0 on frames of the signal, 0.0 on padding.
+
+    Example
+    -------
+    >>> frame_mask(torch.tensor([1.0, 0.5]), 5, 1024, 256)
+    tensor([[1., 1., 1., 1., 1.],
+            [1., 1., 1., 0., 0.]])
+    """
+    samples = torch.round(lengths * num_samples)
+    valid = torch.ceil(samples / hop_samples) + 1
+    frames = torch.arange(num_frames, device=lengths.device)
+    return (frames[None, :] < valid[:, None]).float()
+
+
+class EncoderBlock(nn.Module):
+    """Conv2d with kernel (3, 2) and stride (2, 1), BatchNorm, ELU.
+
+    Arguments
+    ---------
+    in_channels : int
+        Input channels.
+    out_channels : int
+        Output channels.
+    causal : bool
+        Pad the time axis in the past (True) or one frame ahead (False).
+
+    Example
+    -------
+    >>> block = EncoderBlock(2, 16)
+    >>> block(torch.randn(1, 2, 257, 10)).shape
+    torch.Size([1, 16, 128, 10])
+    """
+
+    def __init__(self, in_channels, out_channels, causal=False):
+        super().__init__()
+        self.time_pad = (1, 0) if causal else (0, 1)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size=(3, 2), stride=(2, 1)
+        )
+        self.norm = nn.BatchNorm2d(out_channels)
+        self.activation = nn.ELU()
+
+    def forward(self, x):
+        """Encodes ``x`` [B, C_in, F, T] into [B, C_out, (F - 1) // 2, T]."""
+        x = F.pad(x, self.time_pad)  # [B, C_in, F, T + 1]
+        return self.activation(self.norm(self.conv(x)))
+
+
+class GatedSkip(nn.Module):
+    """Gates an encoder skip with the decoder state.
+
+    ``skip' = skip * sigmoid(BN(conv(skip)) + BN(conv(decoder)))``
+
+    Arguments
+    ---------
+    channels : int
+        Channels of both the skip and the decoder state.
+
+    Example
+    -------
+    >>> gate = GatedSkip(16)
+    >>> gate(torch.randn(1, 16, 7, 4), torch.randn(1, 16, 7, 4)).shape
+    torch.Size([1, 16, 7, 4])
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        self.skip_proj = nn.Sequential(
+            nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels)
+        )
+        self.decoder_proj = nn.Sequential(
+            nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels)
+        )
+
+    def forward(self, skip, decoder):
+        """Returns the gated skip, same shape as ``skip`` [B, C, F, T]."""
+        gate = torch.sigmoid(self.skip_proj(skip) + self.decoder_proj(decoder))
+        return skip * gate
+
+
+class DecoderBlock(nn.Module):
+    """ConvTranspose2d with kernel (3, 2) and stride (2, 1) mirroring
+    :class:`EncoderBlock`, then BatchNorm and ELU (none for the last block).
+
+    Arguments
+    ---------
+    in_channels : int
+        Input channels (decoder state and gated skip, concatenated).
+    out_channels : int
+        Output channels.
+    output_padding : int
+        Extra bin so that the output has the encoder's frequency size.
+    causal : bool
+        Must match the encoder.
+    last : bool
+        The output block: a plain linear transposed convolution.
+
+    Example
+    -------
+    >>> block = DecoderBlock(32, 16, output_padding=1)
+    >>> block(torch.randn(1, 32, 63, 10)).shape
+    torch.Size([1, 16, 128, 10])
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        output_padding=0,
+        causal=False,
+        last=False,
+    ):
+        super().__init__()
+        self.causal = causal
+        self.conv = nn.ConvTranspose2d(
+            in_channels,
+            out_channels,
+            kernel_size=(3, 2),
+            stride=(2, 1),
+            output_padding=(output_padding, 0),
+        )
+        if last:
+            self.post = nn.Identity()
+        else:
+            self.post = nn.Sequential(nn.BatchNorm2d(out_channels), nn.ELU())
+
+    def forward(self, x):
+        """Decodes ``x`` [B, C_in, F, T] into [B, C_out, 2F + 1 (+1), T]."""
+        x = self.conv(x)  # [B, C_out, F_out, T + 1]
+        x = x[..., :-1] if self.causal else x[..., 1:]
+        return self.post(x)
+
+
+class Encoder(nn.Module):
+    """A stack of :class:`EncoderBlock`, keeping every output for the skips.
+
+    Arguments
+    ---------
+    channels : Sequence[int]
+        Output channels of each block; the input has 2 (real, imaginary).
+    causal : bool
+        Causal time padding.
+
+    Example
+    -------
+    >>> encoder = Encoder([4, 8])
+    >>> [o.shape for o in encoder(torch.randn(1, 2, 33, 5), torch.ones(1, 5))]
+    [torch.Size([1, 4, 16, 5]), torch.Size([1, 8, 7, 5])]
+    """
+
+    def __init__(self, channels, causal=False):
+        super().__init__()
+        sizes = [2] + list(channels)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(c_in, c_out, causal)
+            for c_in, c_out in zip(sizes[:-1], sizes[1:])
+        )
+
+    def forward(self, x, mask):
+        """Returns the output of every block for ``x`` [B, 2, F, T] and the
+        frame ``mask`` [B, T]."""
+        outputs = []
+        for block in self.blocks:
+            x = block(x) * mask[:, None, None, :]
+            outputs.append(x)
+        return outputs
+
+
+class Decoder(nn.Module):
+    """Mirrors :class:`Encoder` with gated skips and ends in 2 channels.
+
+    Arguments
+    ---------
+    channels : Sequence[int]
+        The encoder's channels.
+    freq_sizes : Sequence[int]
+        Frequency size at the encoder input and after each of its blocks.
+    causal : bool
+        Must match the encoder.
+
+    Example
+    -------
+    >>> encoder = Encoder([4, 8])
+    >>> decoder = Decoder([4, 8], [33, 16, 7])
+    >>> mask = torch.ones(1, 5)
+    >>> skips = encoder(torch.randn(1, 2, 33, 5), mask)
+    >>> decoder(skips[-1], skips, mask).shape
+    torch.Size([1, 2, 33, 5])
+    """
+
+    def __init__(self, channels, freq_sizes, causal=False):
+        super().__init__()
+        sizes = [2] + list(channels)
+        depth = len(channels)
+        self.gates = nn.ModuleList(GatedSkip(c) for c in reversed(channels))
+        self.blocks = nn.ModuleList()
+        for level in reversed(range(depth)):
+            f_in, f_out = freq_sizes[level + 1], freq_sizes[level]
+            self.blocks.append(
+                DecoderBlock(
+                    2 * sizes[level + 1],
+                    sizes[level],
+                    output_padding=f_out - (2 * f_in + 1),
+                    causal=causal,
+                    last=level == 0,
+                )
+            )
+
+    def forward(self, x, skips, mask):
+        """Decodes the bottleneck view ``x`` [B, C, F', T] with the encoder
+        outputs ``skips`` into [B, 2, F, T]."""
+        time_mask = mask[:, None, None, :]
+        for gate, block, skip in zip(self.gates, self.blocks, reversed(skips)):
+            x = torch.cat([x, gate(skip, x)], dim=1)  # [B, 2C, F', T]
+            x = block(x) * time_mask
+        return x
+
+
+class ContrastiveAttention(nn.Module):
+    """Splits the bottleneck into a speech-relevant stream R and a
+    speech-irrelevant stream I.
+
+    Queries, keys and values are 1x1 projections of each frame's C x F'
+    features to ``attention_dim``. A learned gate ``z = sigmoid(g(q, k))``
+    splits the query into ``z * q`` and ``(1 - z) * q``; each attends over the
+    same keys and values, and one shared projection maps both back.
+
+    Arguments
+    ---------
+    channels : int
+        Bottleneck channels C.
+    freq_bins : int
+        Bottleneck frequency size F'.
+    attention_dim : int
+        Size of the query, key and value embeddings.
+    attention_axis : str
+        "frequency": the embedded features attend to each other, similarity
+        averaged over the valid frames (authors' code). "time": frames attend
+        to frames (scaled dot product).
+
+    Example
+    -------
+    >>> attention = ContrastiveAttention(8, 7, 16)
+    >>> x, mask = torch.randn(2, 8, 7, 5), torch.ones(2, 5)
+    >>> relevant, irrelevant = attention(x, mask)
+    >>> relevant.shape == irrelevant.shape == x.shape
+    True
+    """
+
+    def __init__(
+        self, channels, freq_bins, attention_dim, attention_axis="frequency"
+    ):
+        super().__init__()
+        if attention_axis not in ("frequency", "time"):
+            raise ValueError(
+                "attention_axis must be 'frequency' or 'time', "
+                f"got {attention_axis!r}"
+            )
+        self.attention_axis = attention_axis
+        features = channels * freq_bins
+
+        def embed():
+            return nn.Sequential(
+                nn.Conv1d(features, attention_dim, 1),
+                nn.BatchNorm1d(attention_dim),
+            )
+
+        self.query, self.key, self.value = embed(), embed(), embed()
+        self.gate_query = nn.Conv1d(attention_dim, attention_dim, 1)
+        self.gate_key = nn.Conv1d(attention_dim, attention_dim, 1)
+        self.gate = nn.Sequential(
+            nn.BatchNorm1d(attention_dim),
+            nn.ReLU(),
+            nn.Conv1d(attention_dim, attention_dim, 1),
+            nn.BatchNorm1d(attention_dim),
+        )
+        self.out = nn.Sequential(
+            nn.Conv1d(attention_dim, features, 1), nn.BatchNorm1d(features)
+        )
+
+    def forward(self, x, mask):
+        """Returns R and I, both shaped like ``x`` [B, C, F', T]."""
+        batch, channels, bins, frames = x.shape
+        flat = x.reshape(batch, channels * bins, frames)  # [B, C*F', T]
+        seq_mask = mask[:, None, :]  # [B, 1, T]
+        q = self.query(flat) * seq_mask  # [B, D, T]
+        k = self.key(flat) * seq_mask
+        v = self.value(flat) * seq_mask
+        z = torch.sigmoid(self.gate(self.gate_query(q) + self.gate_key(k)))
+        streams = []
+        for query in (z * q, (1 - z) * q):
+            attended = self._attend(query, k, v, mask)  # [B, D, T]
+            out = self.out(attended) * seq_mask  # [B, C*F', T]
+            streams.append(out.reshape(batch, channels, bins, frames))
+        return streams[0], streams[1]
+
+    def _attend(self, query, key, value, mask):
+        """Attention of ``query`` over ``key``/``value`` [B, D, T]."""
+        if self.attention_axis == "frequency":
+            valid = mask.sum(dim=1).clamp(min=1)[:, None, None]  # [B, 1, 1]
+            scores = query @ key.transpose(1, 2) / valid  # [B, D, D]
+            return torch.softmax(scores, dim=-1) @ value  # [B, D, T]
+        keep = mask[:, None, :].bool()  # [B, 1, T] keys to attend to
+        out = F.scaled_dot_product_attention(
+            query.transpose(1, 2),  # [B, T, D]
+            key.transpose(1, 2),
+            value.transpose(1, 2),
+            attn_mask=keep,
+        )
+        return out.transpose(1, 2)  # [B, D, T]
+
+
+class InteractiveAttention(nn.Module):
+    """Selective-kernel fusion of the two streams.
+
+    A global descriptor of R + I (average over valid frames and bins) goes
+    through a shared MLP trunk and one head per stream; a softmax across the
+    two streams gives per-channel weights that rescale R and I.
+
+    Arguments
+    ---------
+    channels : int
+        Stream channels C.
+    reduction : int
+        Hidden size of the MLP is ``channels // reduction``.
+
+    Example
+    -------
+    >>> fusion = InteractiveAttention(8, reduction=2)
+    >>> r, i = fusion(torch.randn(2, 8, 7, 5), torch.randn(2, 8, 7, 5),
+    ...               torch.ones(2, 5))
+    >>> r.shape
+    torch.Size([2, 8, 7, 5])
+    """
+
+    def __init__(self, channels, reduction=4):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.trunk = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU())
+        self.relevant_head = nn.Linear(hidden, channels)
+        self.irrelevant_head = nn.Linear(hidden, channels)
+
+    def forward(self, relevant, irrelevant, mask):
+        """Returns the reweighted R' and I' [B, C, F', T]."""
+        bins = relevant.shape[2]
+        count = (mask.sum(dim=1) * bins).clamp(min=1)[:, None]  # [B, 1]
+        summary = (relevant + irrelevant).sum(dim=(2, 3)) / count  # [B, C]
+        hidden = self.trunk(summary)
+        logits = torch.stack(
+            [self.relevant_head(hidden), self.irrelevant_head(hidden)]
+        )  # [2, B, C]
+        weights = torch.softmax(logits, dim=0)[..., None, None]
+        return relevant * weights[0], irrelevant * weights[1]
+
+
+class CollaborationModule(nn.Module):
+    """Contrastive attention, then interactive attention, then a residual
+    connection and a LayerNorm.
+
+    Arguments
+    ---------
+    channels : int
+        Bottleneck channels C.
+    freq_bins : int
+        Bottleneck frequency size F'.
+    attention_dim : int
+        Query/key/value size of the contrastive attention.
+    attention_axis : str
+        See :class:`ContrastiveAttention`.
+    fusion_reduction : int
+        See :class:`InteractiveAttention`.
+
+    Example
+    -------
+    >>> module = CollaborationModule(8, 7, 16)
+    >>> out = module(torch.randn(2, 8, 7, 5), torch.ones(2, 5))
+    >>> out.fused.shape == out.speech_view.shape == out.relevant.shape
+    True
+    >>> out.fused.shape
+    torch.Size([2, 8, 7, 5])
+    """
+
+    class Output(NamedTuple):
+        """Outputs of one module, each [B, C, F', T]."""
+
+        fused: torch.Tensor
+        speech_view: torch.Tensor
+        noise_view: torch.Tensor
+        relevant: torch.Tensor
+        irrelevant: torch.Tensor
+
+    def __init__(
+        self,
+        channels,
+        freq_bins,
+        attention_dim,
+        attention_axis="frequency",
+        fusion_reduction=4,
+    ):
+        super().__init__()
+        self.contrastive = ContrastiveAttention(
+            channels, freq_bins, attention_dim, attention_axis
+        )
+        self.interactive = InteractiveAttention(channels, fusion_reduction)
+        self.project = nn.Sequential(
+            nn.Conv2d(2 * channels, channels, 1),
+            nn.BatchNorm2d(channels),
+            nn.ELU(),
+        )
+        self.norm = nn.LayerNorm([channels, freq_bins])
+
+    def forward(self, x, mask):
+        """Processes ``x`` [B, C, F', T] with the frame ``mask`` [B, T]."""
+        relevant, irrelevant = self.contrastive(x, mask)
+        relevant_w, irrelevant_w = self.interactive(relevant, irrelevant, mask)
+        proj_r = self.project(torch.cat([relevant_w, x], dim=1))
+        proj_i = self.project(torch.cat([irrelevant_w, x], dim=1))
+        return self.Output(
+            fused=self._residual_norm(x + proj_r + proj_i, mask),
+            speech_view=self._residual_norm(x + proj_r, mask),
+            noise_view=self._residual_norm(x + proj_i, mask),
+            relevant=relevant,
+            irrelevant=irrelevant,
+        )
+
+    def _residual_norm(self, x, mask):
+        """LayerNorm over [C, F'] of each frame, zero on padding."""
+        x = self.norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return x * mask[:, None, None, :]
+
+
+class CMCRNet(nn.Module):
+    """CMCR-Net speech enhancement, waveform in, waveform out.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate of the input and output, in Hz.
+    n_fft : int
+        FFT size (the authors use 512 at 16 kHz).
+    win_length : float
+        STFT window length in ms (SpeechBrain's convention): 32 ms = 512.
+    hop_length : float
+        STFT hop in ms: 16 ms = 256 samples at 16 kHz.
+    window : str
+        "hamming" (authors) or "hann".
+    encoder_channels : Sequence[int]
+        Output channels of the encoder blocks (2 -> 16 ... 256).
+    num_modules : int
+        Number N of stacked collaboration modules.
+    attention_dim : int
+        Query/key/value size of the contrastive attention.
+    attention_axis : str
+        "frequency" (authors) or "time"; see :class:`ContrastiveAttention`.
+    fusion_reduction : int
+        MLP reduction of the interactive attention.
+    output : str
+        "mask" (complex ratio mask, default) or "mapping".
+    causal : bool
+        Causal convolutions (no look-ahead).
+
+    Example
+    -------
+    >>> model = CMCRNet(n_fft=64, win_length=4, hop_length=2,
+    ...                 encoder_channels=[4, 8], num_modules=1,
+    ...                 attention_dim=8)
+    >>> noisy = torch.randn(2, 1000)
+    >>> out = model(noisy, torch.tensor([1.0, 0.7]))
+    >>> out.enhanced_wav.shape, out.noise_wav.shape
+    (torch.Size([2, 1000]), torch.Size([2, 1000]))
+    >>> model.enhance(noisy).shape
+    torch.Size([2, 1000])
+    """
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        n_fft=512,
+        win_length=32,
+        hop_length=16,
+        window="hamming",
+        encoder_channels=(16, 32, 64, 128, 256),
+        num_modules=3,
+        attention_dim=64,
+        attention_axis="frequency",
+        fusion_reduction=4,
+        output="mask",
+        causal=False,
+    ):
+        super().__init__()
+        if output not in ("mask", "mapping"):
+            raise ValueError(f"output must be 'mask' or 'mapping': {output!r}")
+        if window not in WINDOWS:
+            raise ValueError(f"window must be one of {sorted(WINDOWS)}")
+        self.config = dict(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            window=window,
+            encoder_channels=list(encoder_channels),
+            num_modules=num_modules,
+            attention_dim=attention_dim,
+            attention_axis=attention_axis,
+            fusion_reduction=fusion_reduction,
+            output=output,
+            causal=causal,
+        )
+        self.sample_rate = sample_rate
+        self.output = output
+        self.hop_samples = int(round(sample_rate * hop_length / 1000))
+        stft_args = dict(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            window_fn=WINDOWS[window],
+        )
+        self.stft = STFT(**stft_args)
+        self.istft = ISTFT(**stft_args)
+
+        freq_sizes = [n_fft // 2 + 1]
+        for _ in encoder_channels:
+            freq_sizes.append((freq_sizes[-1] - 3) // 2 + 1)
+        if freq_sizes[-1] < 1:
+            raise ValueError(
+                f"n_fft={n_fft} is too small for {len(encoder_channels)} "
+                "encoder blocks"
+            )
+        channels, bins = encoder_channels[-1], freq_sizes[-1]
+        self.encoder = Encoder(encoder_channels, causal)
+        self.collaboration = nn.ModuleList(
+            CollaborationModule(
+                channels, bins, attention_dim, attention_axis, fusion_reduction
+            )
+            for _ in range(num_modules)
+        )
+        self.speech_decoder = Decoder(encoder_channels, freq_sizes, causal)
+        self.noise_decoder = Decoder(encoder_channels, freq_sizes, causal)
+
+    def forward(self, noisy, lengths=None, with_noise=True):
+        """Enhances ``noisy`` [B, L] (relative ``lengths`` [B] in [0, 1]).
+
+        Returns a :class:`CMCROutput`; with ``with_noise=False`` the noise
+        decoder is skipped and its fields are None.
+        """
+        if lengths is None:
+            lengths = torch.ones(noisy.shape[0], device=noisy.device)
+        num_samples = noisy.shape[1]
+        noisy_spec = self.spectrum(noisy)  # [B, T, F, 2]
+        mask = frame_mask(
+            lengths, noisy_spec.shape[1], num_samples, self.hop_samples
+        )  # [B, T]
+        spec = noisy_spec.permute(0, 3, 2, 1) * mask[:, None, None, :]
+        skips = self.encoder(spec, mask)
+        x, streams = skips[-1], []
+        for module in self.collaboration:
+            out = module(x, mask)
+            streams.append((out.relevant, out.irrelevant))
+            x = out.fused
+        enhanced_spec = self._to_spectrum(
+            self.speech_decoder(out.speech_view, skips, mask), spec
+        )
+        enhanced_wav = self._to_wav(enhanced_spec, num_samples, lengths)
+        noise_spec = noise_wav = None
+        if with_noise:
+            noise_spec = self._to_spectrum(
+                self.noise_decoder(out.noise_view, skips, mask), spec
+            )
+            noise_wav = self._to_wav(noise_spec, num_samples, lengths)
+        return CMCROutput(
+            enhanced_wav,
+            noise_wav,
+            enhanced_spec,
+            noise_spec,
+            noisy_spec,
+            streams,
+        )
+
+    def spectrum(self, wavs):
+        """STFT [B, T, F, 2] of ``wavs`` [B, L] padded to whole hops, so that
+        the last frames cover the end of the signal; use it for targets."""
+        return self.stft(F.pad(wavs, (0, -wavs.shape[1] % self.hop_samples)))
+
+    def enhance(self, noisy, lengths=None):
+        """Returns only the enhanced waveform [B, L] (no noise decoder)."""
+        return self.forward(noisy, lengths, with_noise=False).enhanced_wav
+
+    def _to_spectrum(self, decoded, noisy):
+        """Decoder output [B, 2, F, T] to a spectrum [B, T, F, 2]."""
+        if self.output == "mask":
+            real = decoded[:, 0] * noisy[:, 0] - decoded[:, 1] * noisy[:, 1]
+            imag = decoded[:, 0] * noisy[:, 1] + decoded[:, 1] * noisy[:, 0]
+            decoded = torch.stack([real, imag], dim=1)  # [B, 2, F, T]
+        return decoded.permute(0, 3, 2, 1)
+
+    def _to_wav(self, spec, num_samples, lengths):
+        """iSTFT to [B, L], zero beyond each signal's length."""
+        padded = (spec.shape[1] - 1) * self.hop_samples
+        wav = self.istft(spec, sig_length=padded)[:, :num_samples]
+        samples = torch.arange(num_samples, device=wav.device)
+        keep = samples[None, :] < torch.round(lengths * num_samples)[:, None]
+        return wav * keep
+
+    def get_extra_state(self):
+        """Stores the constructor arguments in the state dict, so that a
+        checkpoint says which configuration it belongs to."""
+        return {"config": self.config}
+
+    def set_extra_state(self, state):
+        """Refuses a checkpoint made for another configuration."""
+        saved = state.get("config", {})
+        if saved != self.config:
+            diff = {
+                key: (saved.get(key), value)
+                for key, value in self.config.items()
+                if saved.get(key) != value
+            }
+            raise ValueError(
+                "Checkpoint was saved for another CMCRNet configuration "
+                f"(checkpoint value, this model's value): {diff}"
+            )
