@@ -12,6 +12,8 @@ Authors
 speechbrain-cmcr contributors
 """
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -35,27 +37,40 @@ class FrozenTeacher(nn.Module):
     >>> teacher = Scale().train()
     >>> teacher.training, teacher.state_dict()
     (False, OrderedDict())
+    >>> holder = nn.ModuleDict({"teacher": teacher, "head": nn.Linear(2, 1)})
+    >>> sorted(holder.state_dict())
+    ['head.bias', 'head.weight']
+    >>> holder.load_state_dict(holder.state_dict())
+    <All keys matched successfully>
     """
 
     def freeze(self):
         """Stops gradients into the parameters and switches to eval mode."""
         for param in self.parameters():
             param.requires_grad_(False)
+        self._state_prefix = ""
+        self.register_load_state_dict_post_hook(self._forget_missing)
         return super().train(False)
 
     def train(self, mode=True):
         """Stays in eval mode: a teacher never trains."""
         return super().train(False)
 
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
         """Adds nothing: teacher weights come from the teacher's source."""
+        return OrderedDict() if destination is None else destination
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Reads nothing, for the same reason."""
+        """Reads nothing, and remembers where the teacher sits so that the
+        missing teacher keys are not reported (see ``_forget_missing``)."""
+        self._state_prefix = prefix
 
-    def state_dict(self, *args, **kwargs):
-        """Returns an empty state dict: a teacher is never checkpointed."""
-        return super().state_dict(*args, **kwargs).__class__()
+    def _forget_missing(self, module, incompatible_keys):
+        """Load post-hook: a state dict never holds teacher weights."""
+        missing = incompatible_keys.missing_keys
+        missing[:] = [
+            k for k in missing if not k.startswith(self._state_prefix)
+        ]
 
 
 def masked_standardize(wavs, lengths=None, eps=1e-7):

@@ -559,7 +559,7 @@ class CMCRNet(nn.Module):
     encoder_channels : Sequence[int]
         Output channels of the encoder blocks (2 -> 16 ... 256).
     num_modules : int
-        Number N of stacked collaboration modules.
+        Number N of stacked collaboration modules (0: none, an ablation).
     attention_dim : int
         Query/key/value size of the contrastive attention.
     attention_axis : str
@@ -569,7 +569,9 @@ class CMCRNet(nn.Module):
     output : str
         "mask" (complex ratio mask, default) or "mapping".
     causal : bool
-        Causal convolutions (no look-ahead).
+        Causal convolutions (no look-ahead). The attention of the
+        collaboration modules stays global over the input, so the model as a
+        whole is an offline one either way.
 
     Example
     -------
@@ -665,19 +667,26 @@ class CMCRNet(nn.Module):
         )  # [B, T]
         spec = noisy_spec.permute(0, 3, 2, 1) * mask[:, None, None, :]
         skips = self.encoder(spec, mask)
-        x, streams = skips[-1], []
+        # Without collaboration modules (an ablation) both decoders start
+        # from the bottleneck.
+        x = speech_view = noise_view = skips[-1]
+        streams = []
         for module in self.collaboration:
             out = module(x, mask)
             streams.append((out.relevant, out.irrelevant))
-            x = out.fused
+            x, speech_view, noise_view = (
+                out.fused,
+                out.speech_view,
+                out.noise_view,
+            )
         enhanced_spec = self._to_spectrum(
-            self.speech_decoder(out.speech_view, skips, mask), spec
+            self.speech_decoder(speech_view, skips, mask), spec
         )
         enhanced_wav = self._to_wav(enhanced_spec, num_samples, lengths)
         noise_spec = noise_wav = None
         if with_noise:
             noise_spec = self._to_spectrum(
-                self.noise_decoder(out.noise_view, skips, mask), spec
+                self.noise_decoder(noise_view, skips, mask), spec
             )
             noise_wav = self._to_wav(noise_spec, num_samples, lengths)
         return CMCROutput(
