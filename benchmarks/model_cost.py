@@ -9,7 +9,8 @@ FLOPs are counted as 2 per MAC by PyTorch; we halve them.
 Usage::
 
     python benchmarks/model_cost.py
-    python benchmarks/model_cost.py --hparams recipes/VoiceBank/enhance/CMCRNet/hparams/cmcr.yaml
+    python benchmarks/model_cost.py \
+        --hparams recipes/VoiceBank/enhance/CMCRNet/hparams/cmcr.yaml
 """
 
 import argparse
@@ -50,12 +51,9 @@ def main():
     inference = count_macs(model.enhance, noisy) / SECONDS
     training = count_macs(model, noisy) / SECONDS
     print(f"parameters: {params / 1e6:.2f} M")
-    print(
-        f"MACs per second of audio, enhance (speech decoder): {inference / 1e9:.2f} G"
-    )
-    print(
-        f"MACs per second of audio, training forward (both decoders): {training / 1e9:.2f} G"
-    )
+    print("MACs per second of audio:")
+    print(f"  enhance (speech decoder only): {inference / 1e9:.2f} G")
+    print(f"  training forward (both decoders): {training / 1e9:.2f} G")
 
 
 if __name__ == "__main__":
