@@ -1,0 +1,654 @@
+"""Ready-to-use CMCR-Net speech enhancement: tensors or audio files of any
+length, sample rate and channel count.
+
+``EnhanceSpeech.from_hparams(source=...)`` loads a model folder written by
+``speechbrain_cmcr.export`` (or a Hugging Face Hub repository holding one).
+
+Files are enhanced in overlapping chunks: the input is read block by block,
+every chunk goes through the model on its own, and consecutive chunks are
+cross-faded with complementary windows before being written out, so memory
+does not grow with the length of the recording. The collaboration modules
+of CMCR-Net attend over the whole input, so a chunk's output depends a little
+on where the chunk starts; 10 s chunks with 1 s overlap (the defaults) keep
+that context longer than a typical utterance.
+
+Trust: checkpoints are loaded as data only (:func:`load_checkpoint`), but a
+``hyperparams.yaml`` is HyperPyYAML, which can call any Python function, so
+load model folders and Hub repositories from trusted sources only.
+
+Authors
+-------
+speechbrain-cmcr contributors
+"""
+
+import math
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from speechbrain.inference.interfaces import Pretrained
+from torchaudio.transforms import Resample
+
+DEFAULT_CHUNK_SECONDS = 10.0
+DEFAULT_OVERLAP_SECONDS = 1.0
+
+
+class InvalidAudioError(ValueError):
+    """An input signal or audio file that cannot be enhanced."""
+
+
+class AudioTypeError(InvalidAudioError, TypeError):
+    """An input of the wrong type (also a ``TypeError``)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is unreadable or not a plain state dict."""
+
+
+class SilentInputWarning(UserWarning):
+    """The input is digital silence; the output is silence too."""
+
+
+def load_checkpoint(module, path):
+    """Loads a state dict into ``module`` without running code from ``path``.
+
+    A Pretrainer hook (see ``custom_hooks`` in an exported
+    ``hyperparams.yaml``): ``torch.load(..., weights_only=True)`` refuses any
+    pickled object other than tensors and plain containers, whatever
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says, and the load is strict.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        Receives the parameters.
+    path : str or os.PathLike
+        A file written by ``torch.save(module.state_dict(), path)``.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is not a plain state dict (e.g. it would execute code).
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "linear.ckpt"
+    >>> torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    >>> load_checkpoint(torch.nn.Linear(2, 2), path)
+    """
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise CheckpointError(
+            f"{path}: refused to load, not a plain state dict of tensors "
+            f"(loading it could run code hidden in the file): {error}"
+        ) from error
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(
+            f"{path}: holds a {type(state_dict).__name__}, not a state dict"
+        )
+    module.load_state_dict(state_dict, strict=True)
+
+
+def crossfade_ramp(overlap):
+    """Fade-in weights of a chunk over the ``overlap`` samples it shares with
+    the previous chunk; the previous chunk fades out with ``1 - ramp``.
+
+    The first and last quarters are 0 and 1, dropping the chunk edges (where
+    padding effects live); the middle half is a raised cosine, so the seam
+    keeps a continuous slope.
+
+    Arguments
+    ---------
+    overlap : int
+        Number of shared samples.
+
+    Returns
+    -------
+    torch.Tensor
+        Weights in [0, 1], shape ``[overlap]``.
+
+    Example
+    -------
+    >>> crossfade_ramp(8)
+    tensor([0.0000, 0.0000, 0.0381, 0.3087, 0.6913, 0.9619, 1.0000, 1.0000])
+    """
+    margin = overlap // 4
+    width = overlap - 2 * margin
+    phase = (torch.arange(width) + 0.5) / max(width, 1)
+    rise = torch.sin(0.5 * math.pi * phase) ** 2
+    return torch.cat([torch.zeros(margin), rise, torch.ones(margin)])
+
+
+def crossfade_chunks(chunks, overlap):
+    """Joins consecutive chunks that share ``overlap`` samples, yielding the
+    signal piece by piece (only one chunk is held at a time).
+
+    Arguments
+    ---------
+    chunks : Iterable[torch.Tensor]
+        1-D chunks; all but the last at least ``2 * overlap`` long.
+    overlap : int
+        Number of samples shared by consecutive chunks.
+
+    Yields
+    ------
+    torch.Tensor
+        Consecutive pieces of the joined signal.
+
+    Example
+    -------
+    >>> chunks = [torch.ones(8), torch.ones(8), torch.ones(5)]
+    >>> torch.cat(list(crossfade_chunks(chunks, 4)))
+    tensor([1., 1., 1., 1., 1., 1., 1., 1., 1., 1., 1., 1., 1.])
+    """
+    ramp = crossfade_ramp(overlap)
+    tail = None
+    for chunk in chunks:
+        if tail is not None:
+            head = tail * (1 - ramp) + chunk[:overlap] * ramp
+            chunk = torch.cat([head, chunk[overlap:]])
+        split = max(len(chunk) - overlap, 0)
+        yield chunk[:split]
+        tail = chunk[split:]
+    if tail is not None:
+        yield tail
+
+
+def chunk_plan(input_rate, rates, chunk_seconds, overlap_seconds):
+    """Chunk and overlap lengths, in input samples, that resample to whole
+    numbers of samples at each of ``rates`` (so chunks stay aligned).
+
+    Arguments
+    ---------
+    input_rate : int
+        Sample rate of the input.
+    rates : Sequence[int]
+        Rates the chunks get resampled to.
+    chunk_seconds : float
+        Chunk duration (rounded to the alignment unit).
+    overlap_seconds : float
+        Overlap duration, at most half the chunk.
+
+    Returns
+    -------
+    tuple of int
+        ``(chunk, overlap)`` in input samples.
+
+    Example
+    -------
+    >>> chunk_plan(44100, [16000], 10.0, 1.0)
+    (441000, 44100)
+    >>> chunk_plan(16000, [16000], 0.001, 0.0)
+    (16, 0)
+    """
+    if not 0 <= 2 * overlap_seconds <= chunk_seconds or chunk_seconds <= 0:
+        raise ValueError(
+            "need chunk_seconds > 0 and 0 <= overlap_seconds <= "
+            f"chunk_seconds / 2, got {chunk_seconds} and {overlap_seconds}"
+        )
+    unit = math.lcm(*(input_rate // math.gcd(input_rate, r) for r in rates))
+    units = max(1, round(chunk_seconds * input_rate / unit))
+    overlap_units = min(round(overlap_seconds * input_rate / unit), units // 2)
+    return units * unit, overlap_units * unit
+
+
+def open_audio(path):
+    """Opens an audio file for block reading, with clear errors.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    soundfile.SoundFile
+        The open file (a context manager), holding at least one sample.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    InvalidAudioError
+        If it is a folder, not readable as audio, or empty.
+
+    Example
+    -------
+    >>> open_audio("no/such.wav")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: [Errno 2] audio file not found: 'no/such.wav'
+    """
+    path = check_path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "audio file not found", str(path))
+    if path.is_dir():
+        raise InvalidAudioError(f"{path}: is a folder, not an audio file")
+    try:
+        audio = sf.SoundFile(path)
+    except sf.LibsndfileError as error:
+        raise InvalidAudioError(
+            f"{path}: not a readable audio file ({error.error_string})"
+        ) from error
+    if audio.frames == 0:
+        audio.close()
+        raise InvalidAudioError(f"{path}: contains no samples")
+    return audio
+
+
+def check_path(path):
+    """Returns ``path`` as a Path, refusing what is not a path.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        A file path.
+
+    Returns
+    -------
+    pathlib.Path
+        The same path.
+
+    Example
+    -------
+    >>> try:
+    ...     check_path(3)
+    ... except AudioTypeError as error:
+    ...     print(error)
+    expected a file path (str or os.PathLike), got int
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise AudioTypeError(
+            "expected a file path (str or os.PathLike), got "
+            f"{type(path).__name__}"
+        )
+    return Path(path)
+
+
+def check_output_format(filename):
+    """Refuses output names whose extension soundfile cannot write.
+
+    Arguments
+    ---------
+    filename : str or os.PathLike
+        Output file name.
+
+    Returns
+    -------
+    pathlib.Path
+        The same path.
+
+    Example
+    -------
+    >>> try:
+    ...     check_output_format("out.xyz")
+    ... except InvalidAudioError as error:
+    ...     print(error)
+    out.xyz: unknown audio format '.xyz' (use .wav, .flac or .ogg)
+    """
+    filename = check_path(filename)
+    if filename.suffix[1:].upper() not in sf.available_formats():
+        raise InvalidAudioError(
+            f"{filename}: unknown audio format '{filename.suffix}' "
+            "(use .wav, .flac or .ogg)"
+        )
+    return filename
+
+
+def check_finite(signal, where, first_sample=0, sample_rate=None):
+    """Refuses a signal holding NaN or Inf.
+
+    Arguments
+    ---------
+    signal : torch.Tensor
+        Samples, last axis time.
+    where : str
+        Name of the input, for the message.
+    first_sample : int
+        Index of the first sample of ``signal`` in the input.
+    sample_rate : int, optional
+        Sample rate, to give the position in seconds too.
+
+    Raises
+    ------
+    InvalidAudioError
+        If a sample is not finite.
+
+    Example
+    -------
+    >>> signal = torch.tensor([0.0, float("inf")])
+    >>> try:
+    ...     check_finite(signal, "x.wav", 16000, 8000)
+    ... except InvalidAudioError as error:
+    ...     print(error)
+    x.wav: contains NaN or Inf samples (first at sample 16001, 2.000 s)
+    """
+    bad = ~torch.isfinite(signal)
+    if bad.any():
+        first = first_sample + int(bad.nonzero()[0, -1])
+        place = f"sample {first}"
+        if sample_rate:
+            place += f", {first / sample_rate:.3f} s"
+        raise InvalidAudioError(
+            f"{where}: contains NaN or Inf samples (first at {place})"
+        )
+
+
+def write_pieces(pieces, filename, sample_rate):
+    """Writes mono pieces one after the other into an audio file; the file
+    appears complete or not at all (written under a temporary name first).
+
+    Arguments
+    ---------
+    pieces : Iterable[torch.Tensor]
+        Consecutive 1-D pieces of the signal.
+    filename : str or os.PathLike
+        Output file; the format follows the extension, parent folders are
+        created.
+    sample_rate : int
+        Sample rate of the pieces.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "out.wav"
+    >>> write_pieces([torch.zeros(5), torch.ones(3) / 2], path, 8000)
+    >>> sf.read(path)[0]
+    array([0. , 0. , 0. , 0. , 0. , 0.5, 0.5, 0.5])
+    """
+    filename = check_output_format(filename)
+    filename.parent.mkdir(parents=True, exist_ok=True)
+    partial = filename.with_name(f".{filename.stem}.partial{filename.suffix}")
+    try:
+        with sf.SoundFile(partial, "w", sample_rate, channels=1) as out:
+            for piece in pieces:
+                out.write(piece.numpy())
+        os.replace(partial, filename)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+class EnhanceSpeech(Pretrained):
+    """A ready-to-use CMCR-Net speech enhancer.
+
+    The hparams need ``sample_rate`` (the model's rate) and may set
+    ``chunk_seconds`` / ``chunk_overlap_seconds`` for long files; the modules
+    need ``enhance_model`` with an ``enhance(noisy, lengths)`` method.
+
+    Inputs at any sample rate are resampled to the model's rate; multichannel
+    files are mixed down to mono by averaging the channels. Silent (all-zero)
+    inputs come back as silence, with a :class:`SilentInputWarning`; NaN/Inf
+    samples, empty or unreadable inputs raise :class:`InvalidAudioError`
+    (a ``ValueError``) naming the input.
+
+    Arguments
+    ---------
+    See ``speechbrain.inference.interfaces.Pretrained``.
+
+    Example
+    -------
+    >>> from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
+    >>> model = CMCRNet(n_fft=64, win_length=4, hop_length=2,
+    ...                 encoder_channels=[4, 8], num_modules=1,
+    ...                 attention_dim=8)
+    >>> enhancer = EnhanceSpeech(
+    ...     modules={"enhance_model": model},
+    ...     hparams={"sample_rate": 16000},
+    ...     run_opts={"device": "cpu"},
+    ... )
+    >>> enhancer.enhance_batch(torch.randn(2, 1000)).shape
+    torch.Size([2, 1000])
+
+    From an exported folder or Hub repository (see
+    ``speechbrain_cmcr.export``)::
+
+        enhancer = EnhanceSpeech.from_hparams(source="folder-or-repo-id")
+        enhancer.enhance_file("noisy.wav", output_filename="enhanced.wav")
+    """
+
+    HPARAMS_NEEDED = ["sample_rate"]
+    MODULES_NEEDED = ["enhance_model"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        missing = [
+            name for name in self.MODULES_NEEDED if name not in self.mods
+        ]
+        if missing:
+            raise ValueError(f"Need modules {missing} in the hparams")
+
+    def enhance_batch(self, noisy, lengths=None):
+        """Enhances a batch of waveforms at the model's sample rate, whole
+        (no chunking: memory grows with the length).
+
+        Arguments
+        ---------
+        noisy : torch.Tensor
+            Float waveforms ``[batch, time]``.
+        lengths : torch.Tensor, optional
+            Relative lengths in (0, 1], shape ``[batch]``.
+
+        Returns
+        -------
+        torch.Tensor
+            Enhanced waveforms, same shape, on the model's device.
+        """
+        check_batch(noisy)
+        lengths = check_lengths(lengths, noisy)
+        if (noisy.abs().amax(dim=1) == 0).any():
+            warnings.warn(
+                "noisy: all-zero signal(s) in the batch; their output is "
+                "all zero",
+                SilentInputWarning,
+                stacklevel=2,
+            )
+        return self._enhance(noisy.to(self.device), lengths.to(self.device))
+
+    def enhance_file(
+        self,
+        path,
+        output_filename=None,
+        output_sample_rate=None,
+        chunk_seconds=None,
+        overlap_seconds=None,
+    ):
+        """Enhances an audio file in overlapping chunks.
+
+        Arguments
+        ---------
+        path : str or os.PathLike
+            Input file, any format soundfile reads (wav, flac, ogg, ...), any
+            sample rate and number of channels (mixed down to mono).
+        output_filename : str or os.PathLike, optional
+            Where to write the result (format from the extension). The output
+            is written as it is computed, so memory stays bounded for any
+            length; without it, the whole waveform is returned.
+        output_sample_rate : int or "input", optional
+            Rate of the result: None for the model's rate (default),
+            ``"input"`` for the input file's rate, or a rate in Hz.
+        chunk_seconds : float, optional
+            Chunk duration; default ``hparams.chunk_seconds`` or 10 s.
+        overlap_seconds : float, optional
+            Cross-faded overlap of consecutive chunks, at most half a chunk;
+            default ``hparams.chunk_overlap_seconds`` or 1 s.
+
+        Returns
+        -------
+        torch.Tensor or pathlib.Path
+            The enhanced waveform ``[time]`` (CPU) without
+            ``output_filename``, else the path of the written file.
+        """
+        if output_filename is not None:
+            output_filename = check_output_format(output_filename)
+        with open_audio(path) as audio:
+            rate = self._output_rate(output_sample_rate, audio.samplerate)
+            pieces = self._enhance_audio(
+                audio,
+                rate,
+                self._chunk_setting("chunk_seconds", chunk_seconds),
+                self._chunk_setting("chunk_overlap_seconds", overlap_seconds),
+            )
+            if output_filename is None:
+                return torch.cat(list(pieces))
+            write_pieces(pieces, output_filename, rate)
+        return output_filename
+
+    def forward(self, noisy, lengths=None):
+        """Same as :meth:`enhance_batch`."""
+        return self.enhance_batch(noisy, lengths)
+
+    def _enhance(self, noisy, lengths):
+        """Runs the model; all-zero rows stay exactly zero."""
+        silent = noisy.abs().amax(dim=1) == 0
+        if silent.all():
+            return torch.zeros_like(noisy)
+        with torch.no_grad():
+            enhanced = self.mods.enhance_model.enhance(noisy, lengths)
+        return enhanced.masked_fill(silent[:, None], 0.0)
+
+    def _enhance_audio(
+        self, audio, output_rate, chunk_seconds, overlap_seconds
+    ):
+        """Yields the enhanced, cross-faded pieces of an open file."""
+        chunk, overlap = chunk_plan(
+            audio.samplerate,
+            [self.hparams.sample_rate, output_rate],
+            chunk_seconds,
+            overlap_seconds,
+        )
+        chunks = self._enhanced_chunks(audio, chunk, overlap, output_rate)
+        return crossfade_chunks(
+            chunks, overlap * output_rate // audio.samplerate
+        )
+
+    def _enhanced_chunks(self, audio, chunk, overlap, output_rate):
+        """Yields the enhanced overlapping chunks of an open file, resampled
+        to ``output_rate``; warns at the end if the input was silent."""
+        to_model = Resample(audio.samplerate, self.hparams.sample_rate)
+        to_output = Resample(self.hparams.sample_rate, output_rate)
+        ratio = output_rate / audio.samplerate  # trims resampling round-up
+        blocks = audio.blocks(chunk, overlap, dtype="float32", always_2d=True)
+        audible = False
+        for index, block in enumerate(blocks):
+            mono = torch.from_numpy(block).mean(dim=1)
+            check_finite(
+                mono, audio.name, index * (chunk - overlap), audio.samplerate
+            )
+            audible = audible or bool(mono.abs().max() > 0)
+            noisy = to_model(mono)[None].to(self.device)
+            enhanced = to_output(self._enhance(noisy, None)[0].cpu())
+            yield enhanced[: math.ceil(len(mono) * ratio)]
+        if not audible:
+            warnings.warn(
+                f"{audio.name}: all-zero input; the output is all zero",
+                SilentInputWarning,
+                stacklevel=2,
+            )
+
+    def _output_rate(self, output_sample_rate, input_rate):
+        """Resolves the ``output_sample_rate`` argument to Hz."""
+        if output_sample_rate is None:
+            return self.hparams.sample_rate
+        if output_sample_rate == "input":
+            return input_rate
+        if (
+            isinstance(output_sample_rate, int)
+            and not isinstance(output_sample_rate, bool)
+            and output_sample_rate > 0
+        ):
+            return output_sample_rate
+        raise ValueError(
+            "output_sample_rate must be None, 'input' or a positive int, "
+            f"got {output_sample_rate!r}"
+        )
+
+    def _chunk_setting(self, name, value):
+        """An explicit value, else the hparams', else the default."""
+        if value is not None:
+            return value
+        defaults = {
+            "chunk_seconds": DEFAULT_CHUNK_SECONDS,
+            "chunk_overlap_seconds": DEFAULT_OVERLAP_SECONDS,
+        }
+        return getattr(self.hparams, name, defaults[name])
+
+
+def check_batch(noisy):
+    """Refuses what is not a finite float ``[batch, time]`` tensor.
+
+    Arguments
+    ---------
+    noisy : torch.Tensor
+        The candidate batch.
+
+    Raises
+    ------
+    AudioTypeError
+        If it is not a floating point tensor.
+    InvalidAudioError
+        If it has another shape, no samples, or NaN/Inf.
+
+    Example
+    -------
+    >>> try:
+    ...     check_batch(torch.zeros(2, 0))
+    ... except InvalidAudioError as error:
+    ...     print(error)
+    noisy: contains no samples
+    """
+    if not isinstance(noisy, torch.Tensor) or not noisy.is_floating_point():
+        kind = type(noisy).__name__
+        if isinstance(noisy, torch.Tensor):
+            kind = f"a tensor of {noisy.dtype}"
+        raise AudioTypeError(
+            f"noisy: expected a float torch.Tensor [batch, time], got {kind}"
+        )
+    if noisy.dim() != 2:
+        raise InvalidAudioError(
+            f"noisy: expected shape [batch, time], got {list(noisy.shape)} "
+            "(use noisy[None] for a single signal)"
+        )
+    if noisy.numel() == 0:
+        raise InvalidAudioError("noisy: contains no samples")
+    check_finite(noisy, "noisy")
+
+
+def check_lengths(lengths, noisy):
+    """Returns valid relative lengths for ``noisy`` (all ones if None).
+
+    Arguments
+    ---------
+    lengths : torch.Tensor or None
+        Relative lengths in (0, 1], shape ``[batch]``.
+    noisy : torch.Tensor
+        The batch ``[batch, time]``.
+
+    Returns
+    -------
+    torch.Tensor
+        The lengths.
+
+    Example
+    -------
+    >>> check_lengths(None, torch.zeros(2, 5))
+    tensor([1., 1.])
+    >>> try:
+    ...     check_lengths(torch.tensor([1.5, 1.0]), torch.zeros(2, 5))
+    ... except InvalidAudioError as error:
+    ...     print(error)
+    lengths: expected relative lengths in (0, 1] of shape [2]
+    """
+    if lengths is None:
+        return torch.ones(noisy.shape[0])
+    if (
+        not isinstance(lengths, torch.Tensor)
+        or lengths.shape != noisy.shape[:1]
+        or not ((lengths > 0) & (lengths <= 1)).all()
+    ):
+        raise InvalidAudioError(
+            "lengths: expected relative lengths in (0, 1] of shape "
+            f"[{noisy.shape[0]}]"
+        )
+    return lengths
