@@ -52,31 +52,35 @@ class SilentInputWarning(UserWarning):
     """The input is digital silence; the output is silence too."""
 
 
-def load_checkpoint(module, path):
-    """Loads a state dict into ``module`` without running code from ``path``.
+def read_state_dict(path):
+    """Reads a state dict without running code hidden in ``path``.
 
-    A Pretrainer hook (see ``custom_hooks`` in an exported
-    ``hyperparams.yaml``): ``torch.load(..., weights_only=True)`` refuses any
-    pickled object other than tensors and plain containers, whatever
-    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says, and the load is strict.
+    ``torch.load(..., weights_only=True)`` refuses any pickled object other
+    than tensors and plain containers, whatever
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says.
 
     Arguments
     ---------
-    module : torch.nn.Module
-        Receives the parameters.
     path : str or os.PathLike
         A file written by ``torch.save(module.state_dict(), path)``.
+
+    Returns
+    -------
+    dict
+        The state dict, on the CPU.
 
     Raises
     ------
     CheckpointError
-        If the file is not a plain state dict (e.g. it would execute code).
+        If the file is unreadable or not a plain state dict (e.g. it would
+        execute code).
 
     Example
     -------
     >>> path = getfixture("tmp_path") / "linear.ckpt"
     >>> torch.save(torch.nn.Linear(2, 2).state_dict(), path)
-    >>> load_checkpoint(torch.nn.Linear(2, 2), path)
+    >>> sorted(read_state_dict(path))
+    ['bias', 'weight']
     """
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
@@ -89,7 +93,27 @@ def load_checkpoint(module, path):
         raise CheckpointError(
             f"{path}: holds a {type(state_dict).__name__}, not a state dict"
         )
-    module.load_state_dict(state_dict, strict=True)
+    return state_dict
+
+
+def load_checkpoint(module, path):
+    """Pretrainer hook (``custom_hooks`` in an exported ``hyperparams.yaml``)
+    that loads ``path`` with :func:`read_state_dict`, strictly.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        Receives the parameters.
+    path : str or os.PathLike
+        A file written by ``torch.save(module.state_dict(), path)``.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "linear.ckpt"
+    >>> torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    >>> load_checkpoint(torch.nn.Linear(2, 2), path)
+    """
+    module.load_state_dict(read_state_dict(path), strict=True)
 
 
 def crossfade_ramp(overlap):

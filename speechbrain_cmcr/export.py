@@ -1,0 +1,585 @@
+"""Exports a trained CMCR-Net run as a SpeechBrain inference folder.
+
+Usage::
+
+    python -m speechbrain_cmcr.export <training output folder> \\
+        <export folder> [--example noisy.wav] [--repo-id user/name]
+
+The training output folder is the recipe's ``output_folder``: the best
+checkpoint by validation PESQ is taken from ``save/CKPT+*/model.ckpt`` and
+the test metrics, if any, from ``test_summary.json``. The export folder gets
+what a SpeechBrain model repository on the Hugging Face Hub holds, and
+nothing else is needed to load it with
+``EnhanceSpeech.from_hparams(source=<folder or repo id>)``:
+
+- ``hyperparams.yaml``: inference only (model, chunking, pretrainer);
+- ``enhance_model.ckpt``: the model's state dict;
+- ``example.wav``: a noisy example;
+- ``README.md``: the model card.
+
+Authors
+-------
+speechbrain-cmcr contributors
+"""
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from speechbrain.utils.checkpoints import Checkpointer
+
+from speechbrain_cmcr import __version__
+from speechbrain_cmcr.inference.enhancement import (
+    DEFAULT_CHUNK_SECONDS,
+    DEFAULT_OVERLAP_SECONDS,
+    EnhanceSpeech,
+    open_audio,
+    read_state_dict,
+)
+from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
+
+BEST_KEY = "pesq"
+RECOVERABLE = "model"
+LOAD_HOOK = "speechbrain_cmcr.inference.enhancement.load_checkpoint"
+OUTPUT_NAMES = {"mask": "complex ratio mask", "mapping": "complex mapping"}
+# (summary key, name in the model card, decimals)
+METRICS = [
+    ("pesq", "PESQ (wide-band)", 2),
+    ("csig", "CSIG", 2),
+    ("cbak", "CBAK", 2),
+    ("covl", "COVL", 2),
+    ("ssnr", "SSNR (dB)", 2),
+    ("stoi", "STOI", 3),
+    ("si_sdr", "SI-SDR (dB)", 2),
+]
+
+
+def find_best_checkpoint(run_folder, key=BEST_KEY):
+    """Finds the checkpoint of a training run with the highest ``key``.
+
+    Arguments
+    ---------
+    run_folder : str or os.PathLike
+        Training output folder, holding ``save/CKPT+*``.
+    key : str
+        Meta entry to maximise.
+
+    Returns
+    -------
+    speechbrain.utils.checkpoints.Checkpoint
+        The best checkpoint (``path``, ``meta``, ``paramfiles``).
+
+    Example
+    -------
+    >>> run = getfixture("tmp_path")
+    >>> checkpointer = Checkpointer(run / "save", {"m": torch.nn.Linear(1, 1)})
+    >>> for pesq in [2.0, 3.0, 2.5]:
+    ...     _ = checkpointer.save_checkpoint(meta={"pesq": pesq})
+    >>> find_best_checkpoint(run).meta["pesq"]
+    3.0
+    """
+    save_folder = Path(run_folder) / "save"
+    if not save_folder.is_dir():
+        raise FileNotFoundError(
+            2, "no checkpoint folder in the training output", str(save_folder)
+        )
+    best = Checkpointer(save_folder).find_checkpoint(max_key=key)
+    if best is None:
+        raise ValueError(f"{save_folder}: no checkpoint with '{key}' in meta")
+    return best
+
+
+def load_trained_model(checkpoint_folder, recoverable=RECOVERABLE):
+    """Rebuilds the CMCRNet of a checkpoint from its state dict alone (the
+    configuration is in the state dict's ``_extra_state``).
+
+    Arguments
+    ---------
+    checkpoint_folder : str or os.PathLike
+        A ``CKPT+*`` folder.
+    recoverable : str
+        Name of the model's recoverable (its file is ``<name>.ckpt``).
+
+    Returns
+    -------
+    CMCRNet
+        The trained model, in eval mode.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> model = CMCRNet(n_fft=64, win_length=4, hop_length=2,
+    ...                 encoder_channels=[4, 8], num_modules=1,
+    ...                 attention_dim=8)
+    >>> torch.save(model.state_dict(), folder / "model.ckpt")
+    >>> load_trained_model(folder).config == model.config
+    True
+    """
+    path = Path(checkpoint_folder) / f"{recoverable}.ckpt"
+    state_dict = read_state_dict(path)
+    config = state_dict.get("_extra_state", {}).get("config")
+    if config is None:
+        raise ValueError(
+            f"{path}: no model configuration (_extra_state) in the state dict"
+        )
+    model = CMCRNet(**config)
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+def hyperparams_yaml(config, header):
+    """Inference-only ``hyperparams.yaml`` text for a CMCRNet.
+
+    Arguments
+    ---------
+    config : dict
+        CMCRNet constructor arguments (``model.config``).
+    header : str
+        Comment lines put at the top (without ``#``).
+
+    Returns
+    -------
+    str
+        The YAML text.
+
+    Example
+    -------
+    >>> text = hyperparams_yaml(CMCRNet().config, "CMCR-Net")
+    >>> print(text.splitlines()[4])
+    sample_rate: 16000
+    """
+    model_args = "\n".join(
+        f"    {key}: {json.dumps(value)}"
+        for key, value in config.items()
+        if key != "sample_rate"
+    )
+    comments = "\n".join(f"# {line}".rstrip() for line in header.splitlines())
+    return f"""\
+# {"#" * 76}
+{comments}
+# {"#" * 76}
+
+sample_rate: {config["sample_rate"]}
+
+# Files are enhanced in overlapping chunks (bounded memory); see
+# speechbrain_cmcr.inference.enhancement.
+chunk_seconds: {DEFAULT_CHUNK_SECONDS}
+chunk_overlap_seconds: {DEFAULT_OVERLAP_SECONDS}
+
+enhance_model: !new:speechbrain_cmcr.lobes.models.cmcr_net.CMCRNet
+    sample_rate: !ref <sample_rate>
+{model_args}
+
+modules:
+    enhance_model: !ref <enhance_model>
+
+# enhance_model.ckpt is fetched from the same folder or Hub repository as
+# this file, and loaded as plain tensors (weights_only), strictly.
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        enhance_model: !ref <enhance_model>
+    custom_hooks:
+        enhance_model: !name:{LOAD_HOOK}
+"""
+
+
+def write_example(path, sample_rate, source=None):
+    """Writes the noisy example: ``source`` converted to wav, or 3 s of a
+    generated voiced signal in white noise at 5 dB SNR.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Where to write the wav file.
+    sample_rate : int
+        Rate of the generated example.
+    source : str or os.PathLike, optional
+        A noisy recording to ship instead.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "example.wav"
+    >>> write_example(path, 16000)
+    >>> sf.info(path).duration
+    3.0
+    """
+    if source is not None:
+        with open_audio(source) as audio:
+            signal, sample_rate = audio.read(dtype="float32"), audio.samplerate
+    else:
+        signal = generated_noisy_speech(sample_rate)
+    sf.write(path, signal, sample_rate)
+
+
+def generated_noisy_speech(sample_rate, seconds=3.0, snr_db=5.0):
+    """A speech-like signal (harmonics of a gliding pitch under a syllable
+    envelope) in white noise, peak below 1.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate in Hz.
+    seconds : float
+        Duration.
+    snr_db : float
+        Signal-to-noise ratio.
+
+    Returns
+    -------
+    numpy.ndarray
+        The signal, float32.
+
+    Example
+    -------
+    >>> generated_noisy_speech(8000, seconds=0.5).shape
+    (4000,)
+    """
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    pitch = 140.0 * (1 + 0.1 * np.sin(2 * math.pi * 0.7 * t))
+    phase = 2 * math.pi * np.cumsum(pitch) / sample_rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 9))
+    speech = voiced * np.maximum(np.sin(math.pi * 3.0 * t) ** 2, 0.05)
+    noise = rng.standard_normal(len(t))
+    noise *= np.std(speech) / np.std(noise) * 10 ** (-snr_db / 20)
+    noisy = speech + noise
+    return (0.5 * noisy / np.abs(noisy).max()).astype(np.float32)
+
+
+def metrics_table(summary):
+    """Markdown table of test metrics (noisy input vs enhanced).
+
+    Arguments
+    ---------
+    summary : dict or None
+        Mean metrics with ``noisy_`` prefixed input scores, or None.
+
+    Returns
+    -------
+    str
+        A sentence and the table, or a "not measured" sentence.
+
+    Example
+    -------
+    >>> print(metrics_table({"pesq": 2.91, "noisy_pesq": 1.97}))
+    Means over the test set of the run (test_summary.json):
+    <BLANKLINE>
+    | Metric | Noisy input | Enhanced |
+    |---|---|---|
+    | PESQ (wide-band) | 1.97 | 2.91 |
+    >>> metrics_table(None)
+    'Not measured (the run has no test_summary.json).'
+    """
+    rows = [
+        f"| {name} | {_cell(summary.get('noisy_' + key), digits)} "
+        f"| {_cell(summary[key], digits)} |"
+        for key, name, digits in METRICS
+        if summary and key in summary
+    ]
+    if not rows:
+        return "Not measured (the run has no test_summary.json)."
+    header = [
+        "Means over the test set of the run (test_summary.json):",
+        "",
+        "| Metric | Noisy input | Enhanced |",
+        "|---|---|---|",
+    ]
+    return "\n".join(header + rows)
+
+
+def _cell(value, digits):
+    """A table cell: ``value`` rounded, or "-" if missing."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def model_card(model, checkpoint, summary, source):
+    """The README.md model card of an exported model.
+
+    Arguments
+    ---------
+    model : CMCRNet
+        The exported model.
+    checkpoint : speechbrain.utils.checkpoints.Checkpoint
+        The checkpoint it comes from.
+    summary : dict or None
+        Test metrics (``test_summary.json``), if measured.
+    source : str
+        Hub repository id or folder to show in the usage examples.
+
+    Returns
+    -------
+    str
+        Markdown with YAML front matter.
+
+    Example
+    -------
+    >>> from speechbrain.utils.checkpoints import Checkpoint
+    >>> ckpt = Checkpoint(Path("CKPT+x"), {"pesq": 2.5}, {})
+    >>> card = model_card(CMCRNet(), ckpt, None, "user/cmcr")
+    >>> card.splitlines()[1]
+    'library_name: speechbrain'
+    """
+    config = model.config
+    parameters = sum(p.numel() for p in model.parameters())
+    output = OUTPUT_NAMES[config["output"]]
+    causal = "yes" if config["causal"] else "no"
+    return f"""\
+---
+library_name: speechbrain
+license: apache-2.0
+language: en
+pipeline_tag: audio-to-audio
+tags:
+- speechbrain
+- speech-enhancement
+- denoising
+- audio-to-audio
+- CMCR-Net
+- pytorch
+---
+
+# CMCR-Net speech enhancement
+
+CMCR-Net (collaboration module and contrastive regularization, Xu et al.,
+[arXiv 2304.13439](https://arxiv.org/abs/2304.13439)) removes noise from
+speech: waveform in, waveform out. Trained with the speechbrain-cmcr recipe
+and exported by speechbrain_cmcr {__version__} from checkpoint
+`{checkpoint.path.name}`, the best by validation PESQ
+({checkpoint.meta[BEST_KEY]:.2f}).
+
+| Setting | Value |
+|---|---|
+| Sample rate | {config["sample_rate"]} Hz, mono |
+| STFT | {config["n_fft"]}-point FFT, {config["win_length"]} ms \
+{config["window"]} window, {config["hop_length"]} ms hop |
+| Encoder channels | {config["encoder_channels"]} |
+| Collaboration modules | {config["num_modules"]} (attention over \
+{config["attention_axis"]}, dim {config["attention_dim"]}) |
+| Output | {output} |
+| Causal convolutions | {causal} |
+| Parameters | {parameters:,} |
+
+## Test results
+
+{metrics_table(summary)}
+
+## Usage
+
+Install the `speechbrain_cmcr` package (from its repository: `pip install .`),
+then:
+
+```python
+from speechbrain_cmcr import EnhanceSpeech
+
+enhancer = EnhanceSpeech.from_hparams(
+    source="{source}", savedir="pretrained_models/cmcr"
+)
+# Any sample rate and channel count; long files are processed in chunks.
+enhancer.enhance_file("noisy.wav", output_filename="enhanced.wav")
+# noisy: a float tensor [batch, time] at {config["sample_rate"]} Hz
+enhanced = enhancer.enhance_batch(noisy)
+```
+
+From the command line (files or folders, skips files already done):
+
+```bash
+cmcr-enhance noisy_folder/ --output-dir enhanced/ --model {source}
+```
+
+`example.wav` is a noisy example to try.
+
+## Limitations
+
+- Quality is only known on the test set above; other noise types,
+  reverberation, overlapping speakers or music may be handled poorly.
+- The model works at {config["sample_rate"]} Hz mono: inputs are resampled
+  and multichannel inputs averaged to mono; the output comes back at
+  {config["sample_rate"]} Hz unless `output_sample_rate="input"` is given.
+- It is an offline model: attention spans each whole chunk (10 s chunks,
+  1 s cross-faded overlap), so it is not meant for real-time streaming.
+- Enhanced speech can contain artifacts; do not rely on it where the exact
+  content of a recording matters (e.g. evidence).
+- `hyperparams.yaml` is HyperPyYAML, which can run Python code: load models
+  from trusted sources only. The checkpoint itself is loaded as plain
+  tensors.
+
+## Citation
+
+```bibtex
+@article{{xu2023cmcr,
+  title   = {{All Information is Necessary: Integrating Speech Positive and
+             Negative Information by Contrastive Learning for Speech
+             Enhancement}},
+  author  = {{Xu, Xinmeng and Tu, Weiping and Han, Chang and Yang, Yuhong}},
+  journal = {{arXiv preprint arXiv:2304.13439}},
+  year    = {{2023}}
+}}
+
+@misc{{speechbrain,
+  title         = {{{{SpeechBrain}}: A General-Purpose Speech Toolkit}},
+  author        = {{Mirco Ravanelli and Titouan Parcollet and Peter Plantinga
+                   and Aku Rouhe and Samuele Cornell and Loren Lugosch and
+                   Cem Subakan and Nauman Dawalatabad and Abdelwahab Heba and
+                   Jianyuan Zhong and Ju-Chieh Chou and Sung-Lin Yeh and
+                   Szu-Wei Fu and Chien-Feng Liao and Elena Rastorgueva and
+                   Fran\\c{{c}}ois Grondin and William Aris and Hwidong Na and
+                   Yan Gao and Renato De Mori and Yoshua Bengio}},
+  year          = {{2021}},
+  eprint        = {{2106.04624}},
+  archivePrefix = {{arXiv}},
+  primaryClass  = {{eess.AS}}
+}}
+```
+"""
+
+
+def read_summary(run_folder):
+    """The run's ``test_summary.json``, or None if it has none.
+
+    Arguments
+    ---------
+    run_folder : str or os.PathLike
+        Training output folder.
+
+    Returns
+    -------
+    dict or None
+        Mean test metrics.
+
+    Example
+    -------
+    >>> read_summary(getfixture("tmp_path")) is None
+    True
+    """
+    path = Path(run_folder) / "test_summary.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _check_reload(export_folder, model):
+    """Loads the export as a user would and checks that it reproduces
+    ``model`` on half a second of noise.
+
+    Arguments
+    ---------
+    export_folder : str or os.PathLike
+        The exported folder.
+    model : CMCRNet
+        The model that was exported.
+
+    Raises
+    ------
+    RuntimeError
+        If the loaded model's output differs.
+    """
+    loaded = EnhanceSpeech.from_hparams(
+        source=str(export_folder), run_opts={"device": "cpu"}
+    )
+    generator = torch.Generator().manual_seed(0)
+    probe = 0.1 * torch.randn(
+        1, model.config["sample_rate"] // 2, generator=generator
+    )
+    with torch.no_grad():
+        expected = model.enhance(probe)
+    if not torch.allclose(loaded.enhance_batch(probe), expected, atol=1e-6):
+        raise RuntimeError(f"{export_folder}: reloaded model differs")
+
+
+def export_model(run_folder, export_folder, example=None, repo_id=None):
+    """Exports the best checkpoint of a training run for inference.
+
+    Arguments
+    ---------
+    run_folder : str or os.PathLike
+        Training output folder (``save/CKPT+*``, ``test_summary.json``).
+    export_folder : str or os.PathLike
+        Folder to write (created if needed; our files are overwritten).
+    example : str or os.PathLike, optional
+        Noisy recording to ship as ``example.wav`` (else one is generated).
+    repo_id : str, optional
+        Hub repository id to show in the model card's usage examples.
+
+    Returns
+    -------
+    pathlib.Path
+        The export folder.
+
+    Example
+    -------
+    >>> run = getfixture("tmp_path") / "run"
+    >>> model = CMCRNet(n_fft=64, win_length=4, hop_length=2,
+    ...                 encoder_channels=[4, 8], num_modules=1,
+    ...                 attention_dim=8)
+    >>> Checkpointer(run / "save", {"model": model}).save_checkpoint(
+    ...     meta={"pesq": 2.5})  # doctest: +ELLIPSIS
+    Checkpoint(...)
+    >>> folder = export_model(run, run.parent / "export")
+    >>> sorted(p.name for p in folder.iterdir())
+    ['README.md', 'enhance_model.ckpt', 'example.wav', 'hyperparams.yaml']
+    """
+    checkpoint = find_best_checkpoint(run_folder)
+    model = load_trained_model(checkpoint.path)
+    folder = Path(export_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    header = (
+        "Model: CMCR-Net speech enhancement (inference only)\n"
+        f"Exported from {checkpoint.path.name} "
+        f"({BEST_KEY}={checkpoint.meta[BEST_KEY]:.3f})\n"
+        "Paper: Xu, Tu, Han, Yang, arXiv 2304.13439 (2023)"
+    )
+    (folder / "hyperparams.yaml").write_text(
+        hyperparams_yaml(model.config, header), encoding="utf-8"
+    )
+    torch.save(model.state_dict(), folder / "enhance_model.ckpt")
+    write_example(folder / "example.wav", model.config["sample_rate"], example)
+    card = model_card(
+        model, checkpoint, read_summary(run_folder), repo_id or folder.name
+    )
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    _check_reload(folder, model)
+    return folder
+
+
+def _parse_args(argv=None):
+    """Command-line arguments of ``python -m speechbrain_cmcr.export``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_cmcr.export",
+        description=(
+            "Export the best checkpoint (max validation PESQ) of a CMCR-Net "
+            "training run as a SpeechBrain inference folder: "
+            "hyperparams.yaml, enhance_model.ckpt, example.wav, README.md."
+        ),
+    )
+    parser.add_argument("run_folder", help="training output folder")
+    parser.add_argument("export_folder", help="folder to write")
+    parser.add_argument(
+        "--example", help="noisy recording to ship as example.wav"
+    )
+    parser.add_argument(
+        "--repo-id", help="Hub repository id for the model card's examples"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Runs the export from the command line.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+    """
+    args = _parse_args(argv)
+    folder = export_model(
+        args.run_folder, args.export_folder, args.example, args.repo_id
+    )
+    print(f"Exported to {folder}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Export of a training run to an inference folder, and its round trip
+through ``EnhanceSpeech.from_hparams``."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from speechbrain.utils.checkpoints import Checkpointer
+
+from speechbrain_cmcr.export import export_model, main
+from speechbrain_cmcr.inference.enhancement import (
+    EnhanceSpeech,
+    read_state_dict,
+)
+from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
+
+TINY = dict(
+    n_fft=64,
+    win_length=4,
+    hop_length=2,
+    encoder_channels=[4, 8],
+    num_modules=1,
+    attention_dim=8,
+)
+EXPORTED_FILES = [
+    "README.md",
+    "enhance_model.ckpt",
+    "example.wav",
+    "hyperparams.yaml",
+]
+SUMMARY = {
+    "pesq": 2.91,
+    "noisy_pesq": 1.97,
+    "csig": 4.12,
+    "noisy_csig": 3.35,
+    "stoi": 0.941,
+    "noisy_stoi": 0.921,
+}
+
+
+def tiny_model(seed):
+    """A tiny CMCRNet with seeded random weights and BatchNorm statistics."""
+    torch.manual_seed(seed)
+    model = CMCRNet(**TINY)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def make_run_folder(folder, pesq_by_seed, summary=None):
+    """A training output folder as the recipe leaves it: one checkpoint per
+    ``seed: pesq`` (a different tiny model each), optional test summary.
+
+    Returns the model of the best checkpoint.
+    """
+    models = {}
+    for seed, pesq in pesq_by_seed.items():
+        models[pesq] = tiny_model(seed)
+        checkpointer = Checkpointer(folder / "save", {"model": models[pesq]})
+        checkpointer.save_checkpoint(meta={"pesq": pesq, "stoi": 0.9})
+    if summary is not None:
+        (folder / "test_summary.json").write_text(json.dumps(summary))
+    return models[max(models)]
+
+
+def exported_tiny_model(folder):
+    """Exports a fabricated run into ``folder / "export"``; returns
+    (export folder, model of the best checkpoint)."""
+    best = make_run_folder(folder / "run", {0: 2.0, 1: 3.0, 2: 2.5}, SUMMARY)
+    return export_model(folder / "run", folder / "export"), best
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return exported_tiny_model(tmp_path_factory.mktemp("exported"))
+
+
+def test_round_trip_reproduces_best_checkpoint(exported, tmp_path):
+    export, best = exported
+    assert sorted(p.name for p in export.iterdir()) == EXPORTED_FILES
+    # Only the export folder is needed, wherever it is.
+    copy = shutil.copytree(export, tmp_path / "copy")
+    enhancer = EnhanceSpeech.from_hparams(
+        source=str(copy),
+        savedir=str(tmp_path / "savedir"),
+        run_opts={"device": "cpu"},
+    )
+    noisy = torch.randn(2, 4000, generator=torch.Generator().manual_seed(3))
+    lengths = torch.tensor([1.0, 0.7])
+    expected = best.enhance(noisy, lengths)
+    torch.testing.assert_close(enhancer.enhance_batch(noisy, lengths), expected)
+    assert not torch.allclose(tiny_model(0).enhance(noisy, lengths), expected)
+
+
+def test_exported_files_are_inference_only(exported):
+    export, best = exported
+    text = (export / "hyperparams.yaml").read_text()
+    for training_only in ["teacher", "data_folder", "output_folder", "lr"]:
+        assert training_only not in text
+    assert "!new:speechbrain.utils.parameter_transfer.Pretrainer" in text
+    state_dict = read_state_dict(export / "enhance_model.ckpt")
+    assert state_dict["_extra_state"] == {"config": best.config}
+    assert state_dict.keys() == best.state_dict().keys()
+
+
+def test_model_card(exported):
+    export, _ = exported
+    card = (export / "README.md").read_text()
+    front_matter = yaml.safe_load(card.split("---")[1])
+    assert front_matter["library_name"] == "speechbrain"
+    assert front_matter["license"] == "apache-2.0"
+    assert "speech-enhancement" in front_matter["tags"]
+    assert "| PESQ (wide-band) | 1.97 | 2.91 |" in card
+    assert "| STOI | 0.921 | 0.941 |" in card
+    for needed in ["EnhanceSpeech.from_hparams", "cmcr-enhance", "2304.13439"]:
+        assert needed in card
+    assert "## Limitations" in card
+
+
+def test_model_card_without_test_summary(tmp_path):
+    make_run_folder(tmp_path / "run", {0: 2.0})
+    export = export_model(tmp_path / "run", tmp_path / "export", repo_id="u/m")
+    card = (export / "README.md").read_text()
+    assert "Not measured" in card
+    assert 'source="u/m"' in card
+
+
+def test_example_is_given_file_or_generated(tmp_path):
+    make_run_folder(tmp_path / "run", {0: 2.0})
+    generated = export_model(tmp_path / "run", tmp_path / "generated")
+    info = sf.info(generated / "example.wav")
+    assert (info.samplerate, info.channels, info.duration) == (16000, 1, 3.0)
+    noisy = np.random.default_rng(0).uniform(-0.5, 0.5, (22050, 2))
+    sf.write(tmp_path / "noisy.flac", noisy, 44100)
+    main(
+        [
+            str(tmp_path / "run"),
+            str(tmp_path / "given"),
+            "--example",
+            str(tmp_path / "noisy.flac"),
+        ]
+    )
+    example, rate = sf.read(tmp_path / "given" / "example.wav")
+    assert rate == 44100
+    np.testing.assert_allclose(example, noisy, atol=1e-4)
+
+
+def test_export_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
+        export_model(tmp_path / "nothing", tmp_path / "export")
+    Checkpointer(tmp_path / "run" / "save").save_checkpoint(meta={"loss": 1})
+    with pytest.raises(ValueError, match="no checkpoint with 'pesq'"):
+        export_model(tmp_path / "run", tmp_path / "export")
+    linear = torch.nn.Linear(2, 2)
+    Checkpointer(tmp_path / "run2" / "save", {"model": linear}).save_checkpoint(
+        meta={"pesq": 1.0}
+    )
+    with pytest.raises(ValueError, match="no model configuration"):
+        export_model(tmp_path / "run2", tmp_path / "export")
