@@ -1,0 +1,175 @@
+"""Loading an exported model by Hub repository id, for real: a local HTTP
+server (loopback only) answers the requests huggingface_hub makes, and
+``EnhanceSpeech.from_hparams(source="someuser/cmcr-test")`` runs in a
+subprocess with ``HF_ENDPOINT`` pointing at it (huggingface_hub reads the
+endpoint at import time)."""
+
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import torch
+from test_export import exported_tiny_model
+
+from speechbrain_cmcr.inference.enhancement import EnhanceSpeech
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ID = "someuser/cmcr-test"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+RESOLVE = f"/{REPO_ID}/resolve/"
+RESOLVE_CACHE = f"/api/resolve-cache/models/{REPO_ID}/{COMMIT}/"
+LOAD_SCRIPT = """
+import sys
+import torch
+from speechbrain_cmcr import EnhanceSpeech
+
+savedir, probe, output = sys.argv[1:]
+enhancer = EnhanceSpeech.from_hparams(
+    source="someuser/cmcr-test", savedir=savedir, run_opts={"device": "cpu"}
+)
+torch.save(enhancer.enhance_batch(torch.load(probe)), output)
+"""
+
+
+class HubHandler(BaseHTTPRequestHandler):
+    """Serves ``files`` as the main branch of model repository ``REPO_ID``
+    the way the Hub does: ``/resolve/`` answers a relative redirect to
+    ``/api/resolve-cache/``, which answers with the file, its ETag, size and
+    the commit (``X-Repo-Commit``); errors carry ``X-Error-Code``."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # a stalled client cannot hold a server thread forever
+    files = {}
+    requests = []
+
+    def do_HEAD(self):
+        """Metadata only."""
+        self._answer(with_body=False)
+
+    def do_GET(self):
+        """Metadata and content."""
+        self._answer(with_body=True)
+
+    def log_message(self, format, *args):
+        """Keeps the test output clean."""
+
+    def _answer(self, with_body):
+        path = unquote(urlsplit(self.path).path)
+        self.requests.append((self.command, path))
+        if path.startswith(RESOLVE):
+            revision, _, name = path[len(RESOLVE) :].partition("/")
+            if revision not in ("main", COMMIT):
+                self._send(404, {"X-Error-Code": "RevisionNotFound"})
+            elif name not in self.files:
+                self._send(
+                    404,
+                    {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT},
+                )
+            else:
+                self._send(307, {"Location": RESOLVE_CACHE + name})
+        elif path[len(RESOLVE_CACHE) :] in self.files:
+            content = self.files[path[len(RESOLVE_CACHE) :]]
+            headers = {
+                "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
+                "X-Repo-Commit": COMMIT,
+            }
+            self._send(200, headers, content, with_body)
+        else:
+            self._send(404, {"X-Error-Code": "RepoNotFound"})
+
+    def _send(self, status, headers, content=b"", with_body=False):
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(content)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return exported_tiny_model(tmp_path_factory.mktemp("hub_export"))
+
+
+@pytest.fixture
+def hub_endpoint(exported):
+    """A fake Hub on 127.0.0.1 serving the exported folder; yields
+    (endpoint URL, list of (method, path) requests)."""
+    folder, _ = exported
+    handler = type(
+        "Handler",
+        (HubHandler,),
+        {
+            "files": {p.name: p.read_bytes() for p in folder.iterdir()},
+            "requests": [],
+        },
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", handler.requests
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def hub_env(endpoint, hf_home):
+    """The environment of a process that must reach only ``endpoint``."""
+    proxies = {"http_proxy", "https_proxy", "all_proxy"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.lower() not in proxies and key != "HF_HUB_OFFLINE"
+    }
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(hf_home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        NO_PROXY="127.0.0.1",
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]),
+    )
+    return env
+
+
+def test_load_by_repo_id_from_hub(exported, hub_endpoint, tmp_path):
+    folder, best = exported
+    endpoint, requests = hub_endpoint
+    probe = torch.randn(2, 3000, generator=torch.Generator().manual_seed(0))
+    torch.save(probe, tmp_path / "probe.pt")
+    savedir = tmp_path / "savedir"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_SCRIPT,
+            str(savedir),
+            str(tmp_path / "probe.pt"),
+            str(tmp_path / "from_hub.pt"),
+        ],
+        env=hub_env(endpoint, tmp_path / "hf_home"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    from_hub = torch.load(tmp_path / "from_hub.pt")
+    local = EnhanceSpeech.from_hparams(
+        source=str(folder), run_opts={"device": "cpu"}
+    )
+    torch.testing.assert_close(from_hub, local.enhance_batch(probe))
+    torch.testing.assert_close(from_hub, best.enhance(probe))
+    for name in ["hyperparams.yaml", "enhance_model.ckpt"]:
+        assert ("HEAD", f"{RESOLVE}main/{name}") in requests
+        assert ("GET", f"{RESOLVE_CACHE}{name}") in requests
+        cached = (savedir / name).resolve()
+        assert cached.is_relative_to(tmp_path / "hf_home" / "hub")
+    assert all(
+        path.startswith((RESOLVE, RESOLVE_CACHE)) for _, path in requests
+    )
