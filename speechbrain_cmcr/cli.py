@@ -1,0 +1,374 @@
+"""``cmcr-enhance``: enhance audio files and folders with a CMCR-Net model.
+
+Example::
+
+    cmcr-enhance noisy/ extra.flac --output-dir enhanced/ \\
+        --model someuser/cmcr-model
+
+Folders are searched recursively for .wav, .flac and .ogg files and their
+layout is kept under the output folder; outputs keep the input's name and
+format. Files already enhanced are skipped unless ``--overwrite``. A file
+that fails is reported and the others go on; the exit status is 1 if any
+file failed, 2 if nothing could start (bad model, no inputs).
+
+Authors
+-------
+speechbrain-cmcr contributors
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import List, NamedTuple, Tuple
+
+from tqdm import tqdm
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+# The model shipped with the repository (not part of an installed wheel).
+DEFAULT_MODEL = (
+    Path(__file__).resolve().parent.parent / "pretrained" / "cmcr-dns-small"
+)
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+class Job(NamedTuple):
+    """One input file and where its enhanced version goes."""
+
+    source: Path
+    output: Path
+
+
+class Report(NamedTuple):
+    """What happened to the files."""
+
+    enhanced: int
+    skipped: int
+    failures: List[Tuple[Path, str]]
+
+
+class UsageError(Exception):
+    """A problem that stops the whole run before any file."""
+
+
+def build_parser():
+    """The ``cmcr-enhance`` argument parser.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser.
+
+    Example
+    -------
+    >>> args = build_parser().parse_args(["in.wav", "-o", "out"])
+    >>> args.inputs, args.output_dir, args.overwrite
+    (['in.wav'], 'out', False)
+    """
+    parser = argparse.ArgumentParser(
+        prog="cmcr-enhance",
+        description=(
+            "Remove noise from speech recordings with a CMCR-Net model. "
+            "Inputs of any sample rate and channel count are resampled to "
+            "the model's rate and mixed down to mono; long recordings are "
+            "processed in overlapping chunks with bounded memory."
+        ),
+        epilog=(
+            "Exit status: 0 if every file was enhanced or skipped, 1 if some "
+            "file failed (the others are still written), 2 if the run could "
+            "not start."
+        ),
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="audio files, or folders searched recursively for "
+        + ", ".join(AUDIO_SUFFIXES)
+        + " files",
+    )
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        required=True,
+        help="folder for the enhanced files (same names, formats and "
+        "sub-folders as the inputs)",
+    )
+    parser.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL),
+        help="exported model folder or Hugging Face Hub repository id "
+        "(user/name); default: %(default)s",
+    )
+    parser.add_argument(
+        "--savedir",
+        help="where to keep the fetched model files (default: the Hugging "
+        "Face cache for Hub models)",
+    )
+    parser.add_argument(
+        "--device",
+        help="torch device, e.g. cpu or cuda:0 (default: cuda if available)",
+    )
+    parser.add_argument(
+        "--input-rate",
+        action="store_true",
+        help="write each output at its input's sample rate (default: the "
+        "model's rate)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="enhance again files whose output exists (default: skip them)",
+    )
+    return parser
+
+
+def model_source(model):
+    """Checks ``--model`` and returns it as a source for ``from_hparams``.
+
+    Arguments
+    ---------
+    model : str
+        Folder or Hub repository id.
+
+    Returns
+    -------
+    str
+        The same source.
+
+    Raises
+    ------
+    UsageError
+        If it is neither an existing folder nor a Hub id.
+
+    Example
+    -------
+    >>> model_source("someuser/cmcr-model")
+    'someuser/cmcr-model'
+    >>> try:
+    ...     model_source("./no/such/folder")
+    ... except UsageError as error:
+    ...     print(error)
+    --model ./no/such/folder: no such folder, and not a Hub repository id
+    """
+    if Path(model).is_dir():
+        return model
+    if Path(model) == DEFAULT_MODEL:
+        raise UsageError(
+            f"the default model folder {DEFAULT_MODEL} is missing; pass "
+            "--model with an exported model folder or a Hub repository id"
+        )
+    if HUB_ID.fullmatch(model) and not Path(model).exists():
+        return model
+    raise UsageError(
+        f"--model {model}: no such folder, and not a Hub repository id"
+    )
+
+
+def plan_jobs(inputs, output_dir):
+    """Lists the files to enhance and their outputs.
+
+    Arguments
+    ---------
+    inputs : list of str
+        Files or folders (searched recursively for audio files; anything
+        under ``output_dir`` is left out).
+    output_dir : str or os.PathLike
+        Output folder.
+
+    Returns
+    -------
+    list of Job
+        One job per input file, in a stable order.
+
+    Example
+    -------
+    >>> plan_jobs(["a/x.wav"], "out")
+    [Job(source=PosixPath('a/x.wav'), output=PosixPath('out/x.wav'))]
+    """
+    output_dir = Path(output_dir)
+    jobs = []
+    for item in map(Path, inputs):
+        if not item.is_dir():
+            jobs.append(Job(item, output_dir / item.name))
+            continue
+        for source in sorted(item.rglob("*")):
+            if (
+                source.suffix.lower() in AUDIO_SUFFIXES
+                and source.is_file()
+                and not source.resolve().is_relative_to(output_dir.resolve())
+            ):
+                jobs.append(Job(source, output_dir / source.relative_to(item)))
+    return jobs
+
+
+def conflict(job, earlier_outputs):
+    """Why ``job`` must not run, or None.
+
+    Arguments
+    ---------
+    job : Job
+        The job.
+    earlier_outputs : dict
+        Output path -> source of the jobs before it.
+
+    Returns
+    -------
+    str or None
+        The reason.
+
+    Example
+    -------
+    >>> conflict(Job(Path("a.wav"), Path("a.wav")), {})
+    'the output would overwrite the input'
+    """
+    if job.output.resolve() == job.source.resolve():
+        return "the output would overwrite the input"
+    if job.output in earlier_outputs:
+        return f"same output name as {earlier_outputs[job.output]}"
+    return None
+
+
+def enhance_all(enhancer, jobs, overwrite=False, output_sample_rate=None):
+    """Enhances each job's file, skipping done ones and collecting failures.
+
+    Arguments
+    ---------
+    enhancer : EnhanceSpeech
+        The model.
+    jobs : list of Job
+        What to enhance.
+    overwrite : bool
+        Enhance again when the output exists.
+    output_sample_rate : "input" or None
+        Passed to ``enhance_file``.
+
+    Returns
+    -------
+    Report
+        Counts and ``(file, error message)`` failures.
+    """
+    enhanced, skipped, failures, outputs = 0, 0, [], {}
+    for job in tqdm(jobs, desc="cmcr-enhance", unit="file"):
+        error = conflict(job, outputs)
+        outputs[job.output] = job.source
+        if error is None and job.output.exists() and not overwrite:
+            skipped += 1
+            continue
+        error = error or enhance_one(enhancer, job, output_sample_rate)
+        if error is None:
+            enhanced += 1
+        else:
+            failures.append((job.source, error))
+            tqdm.write(f"FAILED {job.source}: {error}", file=sys.stderr)
+    return Report(enhanced, skipped, failures)
+
+
+def enhance_one(enhancer, job, output_sample_rate):
+    """Enhances one file; returns None, or the error message if it failed.
+
+    Arguments
+    ---------
+    enhancer : EnhanceSpeech
+        The model.
+    job : Job
+        The file and its output.
+    output_sample_rate : "input" or None
+        Passed to ``enhance_file``.
+
+    Returns
+    -------
+    str or None
+        The error message.
+    """
+    try:
+        enhancer.enhance_file(
+            job.source, job.output, output_sample_rate=output_sample_rate
+        )
+    except (ValueError, OSError, RuntimeError) as error:
+        return str(error)
+    return None
+
+
+def print_report(report):
+    """Prints the summary line, and the failures on stderr.
+
+    Arguments
+    ---------
+    report : Report
+        What happened.
+
+    Example
+    -------
+    >>> print_report(Report(2, 1, []))
+    2 enhanced, 1 skipped (already done), 0 failed
+    """
+    print(
+        f"{report.enhanced} enhanced, {report.skipped} skipped (already "
+        f"done), {len(report.failures)} failed"
+    )
+    for source, message in report.failures:
+        print(f"  {source}: {message}", file=sys.stderr)
+
+
+def load_enhancer(source, savedir=None, device=None):
+    """Loads the model (imported here so that ``--help`` stays fast).
+
+    Arguments
+    ---------
+    source : str
+        Model folder or Hub id.
+    savedir : str, optional
+        Where to keep the fetched files.
+    device : str, optional
+        Torch device.
+
+    Returns
+    -------
+    EnhanceSpeech
+        The loaded enhancer.
+    """
+    from speechbrain_cmcr.inference.enhancement import EnhanceSpeech
+
+    run_opts = {"device": device} if device else None
+    return EnhanceSpeech.from_hparams(
+        source=source, savedir=savedir, run_opts=run_opts
+    )
+
+
+def main(argv=None):
+    """Runs ``cmcr-enhance``.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 success, 1 some file failed, 2 the run could not
+        start.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        jobs = plan_jobs(args.inputs, args.output_dir)
+        if not jobs:
+            raise UsageError("no audio files found in the inputs")
+        enhancer = load_enhancer(
+            model_source(args.model), args.savedir, args.device
+        )
+    except (UsageError, ValueError, OSError) as error:
+        print(f"cmcr-enhance: error: {error}", file=sys.stderr)
+        return 2
+    report = enhance_all(
+        enhancer,
+        jobs,
+        overwrite=args.overwrite,
+        output_sample_rate="input" if args.input_rate else None,
+    )
+    print_report(report)
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
