@@ -246,6 +246,27 @@ def enhance_all(enhancer, jobs, overwrite=False, output_sample_rate=None):
     -------
     Report
         Counts and ``(file, error message)`` failures.
+
+    Example
+    -------
+    >>> import soundfile as sf, torch
+    >>> from speechbrain_cmcr import EnhanceSpeech
+    >>> from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
+    >>> enhancer = EnhanceSpeech(
+    ...     modules={"enhance_model": CMCRNet(
+    ...         n_fft=64, win_length=4, hop_length=2,
+    ...         encoder_channels=[4, 8], num_modules=1, attention_dim=8)},
+    ...     hparams={"sample_rate": 16000},
+    ...     run_opts={"device": "cpu"},
+    ... )
+    >>> folder = getfixture("tmp_path")
+    >>> sf.write(folder / "in.wav", torch.rand(800).numpy() - 0.5, 16000)
+    >>> jobs = plan_jobs([folder / "in.wav", folder / "gone.wav"], folder / "o")
+    >>> report = enhance_all(enhancer, jobs)
+    >>> report.enhanced, report.skipped, len(report.failures)
+    (1, 0, 1)
+    >>> enhance_all(enhancer, jobs).skipped
+    1
     """
     enhanced, skipped, failures, outputs = 0, 0, [], {}
     for job in tqdm(jobs, desc="cmcr-enhance", unit="file"):
@@ -254,7 +275,7 @@ def enhance_all(enhancer, jobs, overwrite=False, output_sample_rate=None):
         if error is None and job.output.exists() and not overwrite:
             skipped += 1
             continue
-        error = error or enhance_one(enhancer, job, output_sample_rate)
+        error = error or _enhance_one(enhancer, job, output_sample_rate)
         if error is None:
             enhanced += 1
         else:
@@ -263,7 +284,7 @@ def enhance_all(enhancer, jobs, overwrite=False, output_sample_rate=None):
     return Report(enhanced, skipped, failures)
 
 
-def enhance_one(enhancer, job, output_sample_rate):
+def _enhance_one(enhancer, job, output_sample_rate):
     """Enhances one file; returns None, or the error message if it failed.
 
     Arguments
@@ -310,7 +331,7 @@ def print_report(report):
         print(f"  {source}: {message}", file=sys.stderr)
 
 
-def load_enhancer(source, savedir=None, device=None):
+def _load_enhancer(source, savedir=None, device=None):
     """Loads the model (imported here so that ``--help`` stays fast).
 
     Arguments
@@ -348,13 +369,18 @@ def main(argv=None):
     int
         Exit status: 0 success, 1 some file failed, 2 the run could not
         start.
+
+    Example
+    -------
+    >>> main(["noisy.wav", "-o", "enhanced", "--model", "./no/model"])
+    2
     """
     args = build_parser().parse_args(argv)
     try:
         jobs = plan_jobs(args.inputs, args.output_dir)
         if not jobs:
             raise UsageError("no audio files found in the inputs")
-        enhancer = load_enhancer(
+        enhancer = _load_enhancer(
             model_source(args.model), args.savedir, args.device
         )
     except (UsageError, ValueError, OSError) as error:

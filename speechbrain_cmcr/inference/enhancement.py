@@ -503,6 +503,25 @@ class EnhanceSpeech(Pretrained):
         torch.Tensor or pathlib.Path
             The enhanced waveform ``[time]`` (CPU) without
             ``output_filename``, else the path of the written file.
+
+        Example
+        -------
+        >>> from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
+        >>> enhancer = EnhanceSpeech(
+        ...     modules={"enhance_model": CMCRNet(
+        ...         n_fft=64, win_length=4, hop_length=2,
+        ...         encoder_channels=[4, 8], num_modules=1, attention_dim=8)},
+        ...     hparams={"sample_rate": 16000},
+        ...     run_opts={"device": "cpu"},
+        ... )
+        >>> noisy = getfixture("tmp_path") / "noisy.wav"
+        >>> sf.write(noisy, 0.1 * torch.randn(4410, 2).numpy(), 44100)
+        >>> enhancer.enhance_file(noisy).shape
+        torch.Size([1600])
+        >>> out = enhancer.enhance_file(noisy, noisy.with_name("out.flac"),
+        ...                             output_sample_rate="input")
+        >>> sf.info(out).frames, sf.info(out).samplerate
+        (4410, 44100)
         """
         if output_filename is not None:
             output_filename = check_output_format(output_filename)
