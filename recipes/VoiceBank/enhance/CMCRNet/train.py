@@ -37,6 +37,7 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_cmcr.dataio.demo_corpus import make_demo_corpus
+from speechbrain_cmcr.dataio.dynamic_mixing import prepare_dynamic_mixing
 from speechbrain_cmcr.lobes.teachers import save_random_ssl_teacher
 from speechbrain_cmcr.processing.metrics import evaluate_pair
 
@@ -164,17 +165,16 @@ def dataio_prep(hparams):
     """Builds the train, valid and test datasets from the JSON manifests.
 
     Training items are random crops of ``train_crop_seconds`` (the same crop
-    of the noisy and clean twins); validation and test items are whole.
+    of the noisy and clean twins), or, with ``dynamic_mixing``, clean crops
+    mixed on the fly with noise; validation and test items are whole.
     """
     crop = int(hparams["train_crop_seconds"] * hparams["sample_rate"])
 
     @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
     @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
     def whole_pipeline(noisy_wav, clean_wav):
-        noisy = sb.dataio.dataio.read_audio(noisy_wav)
-        yield noisy
-        clean = sb.dataio.dataio.read_audio(clean_wav)
-        yield clean
+        yield sb.dataio.dataio.read_audio(noisy_wav)
+        yield sb.dataio.dataio.read_audio(clean_wav)
 
     @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
     @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
@@ -185,25 +185,45 @@ def dataio_prep(hparams):
         yield noisy[start : start + crop]
         yield clean[start : start + crop]
 
-    datasets = {}
-    for split in ("train", "valid", "test"):
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            json_path=hparams[f"{split}_annotation"],
-            replacements={"data_root": hparams["data_folder"]},
-            dynamic_items=[
-                crop_pipeline if split == "train" else whole_pipeline
-            ],
+    train_pipeline = crop_pipeline
+    if hparams["dynamic_mixing"]:
+        rir_csv = None
+        if hparams["rir_source"]:
+            rir_csv = os.path.join(hparams["prep_folder"], "rir.csv")
+        mixer = hparams["mixer"](crop_samples=crop, rir_csv=rir_csv)
+
+        @sb.utils.data_pipeline.takes("clean_wav")
+        @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
+        def mixing_pipeline(clean_wav):
+            noisy, clean = mixer(sb.dataio.dataio.read_audio(clean_wav))
+            yield noisy
+            yield clean
+
+        train_pipeline = mixing_pipeline
+
+    def dataset(annotation, pipeline):
+        return sb.dataio.dataset.DynamicItemDataset.from_json(
+            json_path=annotation,
+            dynamic_items=[pipeline],
             output_keys=["id", "noisy_sig", "clean_sig"],
         )
+
     # Whole utterances sorted by length pad least.
-    for split in ("valid", "test"):
-        datasets[split] = datasets[split].filtered_sorted(sort_key="length")
-    return datasets
+    return {
+        "train": dataset(hparams["train_annotation"], train_pipeline),
+        "valid": dataset(
+            hparams["valid_annotation"], whole_pipeline
+        ).filtered_sorted(sort_key="length"),
+        "test": dataset(
+            hparams["test_annotation"], whole_pipeline
+        ).filtered_sorted(sort_key="length"),
+    }
 
 
 def prepare_data(hparams):
     """Synthesises the demo corpus and teacher if asked, then writes the
-    manifests (once, on the main process)."""
+    manifests (once, on the main process): VoiceBank's, or the dynamic
+    mixing ones."""
     from voicebank_prepare import prepare_voicebank
 
     if hparams["demo_data"]:
@@ -222,6 +242,30 @@ def prepare_data(hparams):
                 save_random_ssl_teacher,
                 kwargs={"folder": hparams["teacher_source"]},
             )
+    if hparams["dynamic_mixing"]:
+        run_on_main(
+            prepare_dynamic_mixing,
+            kwargs={
+                "speech_source": hparams["speech_source"],
+                "noise_source": hparams["noise_source"],
+                "save_folder": hparams["prep_folder"],
+                "sample_rate": hparams["sample_rate"],
+                "rir_source": hparams["rir_source"],
+                "valid_speakers": hparams["dm_valid_speakers"],
+                "test_speakers": hparams["dm_test_speakers"],
+                "valid_mixtures": hparams["dm_valid_mixtures"],
+                "test_mixtures": hparams["dm_test_mixtures"],
+                "snr_low": hparams["snr_low"],
+                "snr_high": hparams["snr_high"],
+                "level_low_db": hparams["level_low_db"],
+                "level_high_db": hparams["level_high_db"],
+                "seed": hparams["seed"],
+                "mixture_seconds": hparams["dm_mixture_seconds"],
+                "skip_prep": hparams["skip_prep"],
+                "num_workers": hparams["prep_workers"],
+            },
+        )
+        return
     run_on_main(
         prepare_voicebank,
         kwargs={
@@ -233,6 +277,20 @@ def prepare_data(hparams):
             "num_workers": hparams["prep_workers"],
         },
     )
+
+
+def build_contrastive_regularization(hparams):
+    """Loads the teacher named by ``teacher_type`` and builds CR on it;
+    None (no teacher loaded) when ``cr_weight`` is 0."""
+    if not hparams["cr_weight"]:
+        return None
+    teachers = hparams["teachers"]
+    kind = hparams["teacher_type"]
+    if kind not in teachers:
+        raise ValueError(
+            f"teacher_type must be one of {sorted(teachers)}, got {kind!r}"
+        )
+    return hparams["contrastive_regularization"](teacher=teachers[kind]())
 
 
 def resolve_hparams_file(hparams_file, overrides):
@@ -269,11 +327,8 @@ def main(argv):
     prepare_data(hparams)
     datasets = dataio_prep(hparams)
 
-    teacher = hparams["teacher"]() if hparams["cr_weight"] else None
     hparams["objective"] = hparams["objective"](
-        contrastive=hparams["contrastive_regularization"](teacher=teacher)
-        if teacher is not None
-        else None
+        contrastive=build_contrastive_regularization(hparams)
     )
     brain = CMCRBrain(
         modules=hparams["modules"],

@@ -1,0 +1,183 @@
+"""The VoiceBank recipe end to end on the demo data: training, test outputs,
+resuming after a kill, --debug, DDP with two CPU processes, yaml hygiene."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+RECIPE = (
+    Path(__file__).resolve().parents[1] / "recipes/VoiceBank/enhance/CMCRNet"
+)
+TRAIN = RECIPE / "train.py"
+DEMO = RECIPE / "hparams/demo.yaml"
+PAPER = RECIPE / "hparams/cmcr.yaml"
+METRICS = ["pesq", "csig", "cbak", "covl", "ssnr", "stoi", "si_sdr"]
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    """The demo corpus and teacher, made once for all recipe tests."""
+    root = tmp_path_factory.mktemp("demo")
+    return {
+        "data_folder": str(root / "voicebank_demo"),
+        "teacher_source": str(root / "tiny_wav2vec2"),
+    }
+
+
+def tiny_args(demo_data, output_folder, **extra):
+    """Command-line overrides for a short demo run."""
+    args = {
+        **demo_data,
+        "output_folder": str(output_folder),
+        "demo_train_utterances": 12,
+        "demo_test_utterances": 4,
+        "number_of_epochs": 1,
+        "batch_size": 2,
+        "train_crop_seconds": 1.0,
+        "valid_metrics_subset": 2,
+        "encoder_channels": "[4, 8, 8, 8, 8]",
+        "num_modules": 1,
+        "attention_dim": 8,
+        **extra,
+    }
+    return [f"--{key}={value}" for key, value in args.items()]
+
+
+def run(args, **kwargs):
+    """Runs train.py with the demo hparams; returns the finished process."""
+    return subprocess.run(
+        [sys.executable, str(TRAIN), str(DEMO), *args],
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_demo_run_trains_and_writes_test_results(demo_data, tmp_path):
+    out = tmp_path / "run"
+    proc = run(tiny_args(demo_data, out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "test_summary.json").read_text())
+    for metric in METRICS:
+        assert metric in summary and f"noisy_{metric}" in summary
+    rows = (out / "test_metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4
+    assert len(list((out / "enhanced").glob("*.wav"))) == 4
+    assert (out / "hyperparams.yaml").exists()
+    checkpoints = list((out / "save").glob("CKPT+*"))
+    assert len(checkpoints) == 1
+    saved = {p.name for p in checkpoints[0].iterdir()}
+    assert "model.ckpt" in saved
+    assert not any("teacher" in name for name in saved)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(demo_data, tmp_path):
+    out = tmp_path / "run"
+    args = tiny_args(
+        demo_data,
+        out,
+        number_of_epochs=2,
+        demo_train_utterances=24,
+        ckpt_interval_minutes=0,
+    ) + ["--ckpt_interval_steps=2"]
+    proc = subprocess.Popen(
+        [sys.executable, str(TRAIN), str(DEMO), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    intra_epoch = None
+    while intra_epoch is None and proc.poll() is None:
+        for meta in (out / "save").glob("CKPT+*/CKPT.yaml"):
+            if "end-of-epoch: false" in meta.read_text():
+                intra_epoch = meta.parent
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert intra_epoch is not None, (
+        "training ended before an intra-epoch checkpoint"
+    )
+    assert not (out / "test_summary.json").exists()
+
+    resumed = run(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Loading a checkpoint from" in resumed.stderr
+    assert (out / "test_summary.json").exists()
+    log = (out / "train_log.txt").read_text()
+    assert len(re.findall(r"^epoch: 2", log, flags=re.M)) == 1
+
+
+def test_finished_run_continues_with_more_epochs(demo_data, tmp_path):
+    out = tmp_path / "run"
+    assert run(tiny_args(demo_data, out)).returncode == 0
+    more = run(tiny_args(demo_data, out, number_of_epochs=2))
+    assert more.returncode == 0, more.stderr[-3000:]
+    log = (out / "train_log.txt").read_text()
+    assert len(re.findall(r"^epoch: 1 ", log, flags=re.M)) == 1
+    assert len(re.findall(r"^epoch: 2 ", log, flags=re.M)) == 1
+
+
+def test_debug_flag_runs_a_few_batches(demo_data, tmp_path):
+    proc = run(tiny_args(demo_data, tmp_path / "run") + ["--debug"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_unknown_yaml_key_is_refused(demo_data, tmp_path):
+    proc = run(tiny_args(demo_data, tmp_path / "run", not_a_key=1))
+    assert proc.returncode != 0
+    assert "not_a_key" in proc.stderr
+
+
+def test_two_process_ddp_on_cpu(demo_data, tmp_path):
+    out = tmp_path / "run"
+    # The first process prepares the data and teacher alone, then both train.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            str(TRAIN),
+            str(DEMO),
+            *tiny_args(demo_data, out),
+            "--distributed_backend=gloo",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list((out / "save").glob("CKPT+*"))) == 1
+    assert (out / "test_summary.json").exists()
+
+
+def _top_level_keys(path):
+    return re.findall(r"^([A-Za-z_]\w*):", path.read_text(), flags=re.M)
+
+
+def test_every_yaml_key_is_used():
+    """A key is used when another key refers to it, train.py reads it, or
+    SpeechBrain's Brain reads it as a run option."""
+    yaml_text = PAPER.read_text()
+    code = TRAIN.read_text()
+    brain_run_options = {"max_grad_norm", "ckpt_interval_minutes"}
+    unused = [
+        key
+        for key in _top_level_keys(PAPER)
+        if not key.startswith("__")  # applied while loading
+        and f"<{key}>" not in yaml_text
+        and f'"{key}"' not in code
+        and f"hparams.{key}" not in code
+        and key not in brain_run_options
+    ]
+    assert unused == []
+    demo_keys = set(_top_level_keys(DEMO)) - {"base_hparams"}
+    assert demo_keys <= set(_top_level_keys(PAPER))
