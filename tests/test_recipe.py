@@ -107,7 +107,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(demo_data, tmp_path):
 
     resumed = run(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Loading a checkpoint from" in resumed.stderr
+    assert "Loading a checkpoint from" in resumed.stdout + resumed.stderr
     assert (out / "test_summary.json").exists()
     log = (out / "train_log.txt").read_text()
     assert len(re.findall(r"^epoch: 2", log, flags=re.M)) == 1

@@ -99,6 +99,18 @@ class CMCRBrain(sb.Brain):
             self.scores.append(row)
             self.valid_scored += 1
 
+    def _wrap_distributed(self):
+        """Wraps the model in DDP. SpeechBrain also turns BatchNorm into
+        SyncBatchNorm, which PyTorch runs on GPUs only: CPU processes (gloo)
+        keep per-process BatchNorm statistics instead."""
+        if not (self.distributed_launch and self.device_type == "cpu"):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
+
     def on_stage_start(self, stage, epoch=None):
         """Resets the per-stage accumulators."""
         self.loss_terms = []
