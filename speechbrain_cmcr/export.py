@@ -490,7 +490,9 @@ def _check_reload(export_folder, model):
         raise RuntimeError(f"{export_folder}: reloaded model differs")
 
 
-def export_model(run_folder, export_folder, example=None, repo_id=None):
+def export_model(
+    run_folder, export_folder, example=None, repo_id=None, notes=None
+):
     """Exports the best checkpoint of a training run for inference.
 
     Arguments
@@ -503,6 +505,9 @@ def export_model(run_folder, export_folder, example=None, repo_id=None):
         Noisy recording to ship as ``example.wav`` (else one is generated).
     repo_id : str, optional
         Hub repository id to show in the model card's usage examples.
+    notes : str, optional
+        Markdown added to the model card after the test results (training
+        data and their attributions, the command that trained it, ...).
 
     Returns
     -------
@@ -540,6 +545,10 @@ def export_model(run_folder, export_folder, example=None, repo_id=None):
     card = model_card(
         model, checkpoint, read_summary(run_folder), repo_id or folder.name
     )
+    if notes:
+        card = card.replace(
+            "\n## Usage\n", f"\n{notes.strip()}\n\n## Usage\n", 1
+        )
     (folder / "README.md").write_text(card, encoding="utf-8")
     _check_reload(folder, model)
     return folder
@@ -563,6 +572,11 @@ def _parse_args(argv=None):
     parser.add_argument(
         "--repo-id", help="Hub repository id for the model card's examples"
     )
+    parser.add_argument(
+        "--notes",
+        help="Markdown file added to the model card (training data, "
+        "attributions, command)",
+    )
     return parser.parse_args(argv)
 
 
@@ -575,8 +589,11 @@ def main(argv=None):
         Arguments (default: ``sys.argv[1:]``).
     """
     args = _parse_args(argv)
+    notes = None
+    if args.notes:
+        notes = Path(args.notes).read_text(encoding="utf-8")
     folder = export_model(
-        args.run_folder, args.export_folder, args.example, args.repo_id
+        args.run_folder, args.export_folder, args.example, args.repo_id, notes
     )
     print(f"Exported to {folder}")
 

@@ -131,6 +131,15 @@ def test_model_card_without_test_summary(tmp_path):
     assert 'source="u/m"' in card
 
 
+def test_model_card_notes_come_before_usage(tmp_path):
+    make_run_folder(tmp_path / "run", {0: 2.0})
+    notes = "## Training data\n\nLibriSpeech (CC BY 4.0)."
+    export = export_model(tmp_path / "run", tmp_path / "export", notes=notes)
+    card = (export / "README.md").read_text()
+    assert card.index("## Training data") < card.index("## Usage")
+    assert "LibriSpeech (CC BY 4.0)." in card
+
+
 def test_example_is_given_file_or_generated(tmp_path):
     make_run_folder(tmp_path / "run", {0: 2.0})
     generated = export_model(tmp_path / "run", tmp_path / "generated")
