@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -371,3 +372,13 @@ def test_error_silent_noise(sources, tmp_path):
     write_audio(str(noise / "silence.wav"), torch.zeros(1600), SAMPLE_RATE)
     with pytest.raises(ValueError, match="silence.wav: the training part"):
         _prepare(sources, tmp_path / "p", noise)
+
+
+def test_manifests_hold_absolute_paths(sources, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _prepare(sources, Path("relative_prep"))
+    for name in ("train.json", "valid.json", "test.json"):
+        for entry in _load(tmp_path / "relative_prep" / name).values():
+            for key in ("clean_wav", "noisy_wav"):
+                if key in entry:
+                    assert os.path.isabs(entry[key]), entry[key]

@@ -1157,7 +1157,9 @@ def _checked_sources(options, num_workers):
 
 
 def _prepare(options, save_folder, num_workers):
-    """Does the work of ``prepare_dynamic_mixing``."""
+    """Does the work of ``prepare_dynamic_mixing``; manifests and CSVs hold
+    absolute paths, so they work from any working directory."""
+    save_folder = os.path.abspath(save_folder)
     sources = _checked_sources(options, num_workers)
     speech, speech_frames = sources["speech"]
     split = split_speakers(
