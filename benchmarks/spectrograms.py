@@ -25,7 +25,7 @@ HOP = 128
 
 
 def log_spectrogram(signal):
-    """Power spectrogram in dB, [F, T]."""
+    """Power spectrogram in dB (unnormalised), [F, T]."""
     spec = torch.stft(
         torch.as_tensor(signal, dtype=torch.float32),
         N_FFT,
@@ -54,15 +54,17 @@ def main():
     panels = [("noisy", noisy), ("enhanced (CMCR-Net)", enhanced)]
     panels.append(("clean", clean))
 
+    spectrograms = [log_spectrogram(signal) for _, signal in panels]
+    reference = spectrograms[0].max()  # 0 dB: the loudest noisy bin
     fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
     extent = [0, len(noisy) / rate, 0, rate / 2000]
-    for axis, (label, signal) in zip(axes, panels):
+    for axis, (label, _), spec in zip(axes, panels, spectrograms):
         image = axis.imshow(
-            log_spectrogram(signal),
+            spec - reference,
             origin="lower",
             aspect="auto",
             extent=extent,
-            vmin=-100,
+            vmin=-80,
             vmax=0,
             cmap="magma",
         )
