@@ -2,7 +2,9 @@
 server (loopback only) answers the requests huggingface_hub makes, and
 ``EnhanceSpeech.from_hparams(source="someuser/cmcr-test")`` runs in a
 subprocess with ``HF_ENDPOINT`` pointing at it (huggingface_hub reads the
-endpoint at import time)."""
+endpoint at import time). The model makes the whole round trip: trained by
+the recipe on the demo data, exported, loaded from the folder and by id;
+both give the trained model's output."""
 
 import hashlib
 import os
@@ -15,8 +17,13 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import torch
-from test_export import exported_tiny_model
+from test_recipe import run, tiny_args
 
+from speechbrain_cmcr.export import (
+    export_model,
+    find_best_checkpoint,
+    load_trained_model,
+)
 from speechbrain_cmcr.inference.enhancement import EnhanceSpeech
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -95,7 +102,17 @@ class HubHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    return exported_tiny_model(tmp_path_factory.mktemp("hub_export"))
+    """A tiny CMCR-Net trained by the recipe on the demo data, exported;
+    returns (export folder, the trained model of its best checkpoint)."""
+    root = tmp_path_factory.mktemp("hub_export")
+    demo = {
+        "data_folder": str(root / "voicebank_demo"),
+        "teacher_source": str(root / "tiny_wav2vec2"),
+    }
+    trained = run(tiny_args(demo, root / "run"))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    best = load_trained_model(find_best_checkpoint(root / "run").path)
+    return export_model(root / "run", root / "export"), best.eval()
 
 
 @pytest.fixture
