@@ -9,6 +9,15 @@ import torch
 from speechbrain_cmcr.lobes.teachers import save_random_ssl_teacher
 
 SAMPLE_RATE = 16000
+# The smallest CMCRNet that has every block: fast for the tests.
+TINY = dict(
+    n_fft=64,
+    win_length=4,
+    hop_length=2,
+    encoder_channels=[4, 8],
+    num_modules=1,
+    attention_dim=8,
+)
 
 
 def harmonic_speech(num_samples, f0=140.0, seed=0):

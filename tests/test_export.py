@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from conftest import TINY
 from speechbrain.utils.checkpoints import Checkpointer
 
 from speechbrain_cmcr.export import export_model, main
@@ -18,14 +19,6 @@ from speechbrain_cmcr.inference.enhancement import (
 )
 from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
 
-TINY = dict(
-    n_fft=64,
-    win_length=4,
-    hop_length=2,
-    encoder_channels=[4, 8],
-    num_modules=1,
-    attention_dim=8,
-)
 EXPORTED_FILES = [
     "README.md",
     "enhance_model.ckpt",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import TINY
 
 from speechbrain_cmcr.inference.enhancement import (
     AudioTypeError,
@@ -22,14 +23,6 @@ from speechbrain_cmcr.inference.enhancement import (
 from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = dict(
-    n_fft=64,
-    win_length=4,
-    hop_length=2,
-    encoder_channels=[4, 8],
-    num_modules=1,
-    attention_dim=8,
-)
 LOAD_HOOK = "speechbrain_cmcr.inference.enhancement.load_checkpoint"
 HPARAMS = f"""\
 sample_rate: 16000

@@ -12,6 +12,7 @@ import types
 
 import pytest
 import torch
+from conftest import TINY
 
 from speechbrain_cmcr.lobes import resemblyzer_teacher
 from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
@@ -89,14 +90,7 @@ def wheel_voice_encoder():
 
 def test_cr_trains_the_model_not_the_teacher(teacher):
     torch.manual_seed(0)
-    model = CMCRNet(
-        n_fft=64,
-        win_length=4,
-        hop_length=2,
-        encoder_channels=[4, 8],
-        num_modules=1,
-        attention_dim=8,
-    )
+    model = CMCRNet(**TINY)
     cr = ContrastiveRegularization(teacher, layer_groups=[[1], [2], [3]])
     cr.train()
     model.train()
