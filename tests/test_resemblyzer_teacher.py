@@ -172,3 +172,15 @@ def test_weights_path_or_a_clear_error_without_the_wheel(monkeypatch):
         ResemblyzerTeacher()
     layers = ResemblyzerTeacher(weights_path=str(path))(chirp()[None])
     assert [layer.shape[-1] for layer in layers] == [40, 256, 256, 256]
+
+
+def test_random_teacher_keeps_the_front_end_and_loses_the_weights(teacher):
+    torch.manual_seed(0)
+    random_teacher = ResemblyzerTeacher(pretrained=False)
+    wav = 0.1 * torch.randn(1, SAMPLE_RATE)
+    trained, random = teacher(wav), random_teacher(wav)
+    assert torch.equal(trained[0], random[0])
+    for layer in range(1, 4):
+        assert not torch.allclose(trained[layer], random[layer], atol=1e-3)
+    assert not any(p.requires_grad for p in random_teacher.parameters())
+    assert not random_teacher.training

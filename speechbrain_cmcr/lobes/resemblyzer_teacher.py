@@ -177,6 +177,10 @@ class ResemblyzerTeacher(FrozenTeacher):
         The LSTM restarts from a zero state every ``partial_frames`` frames,
         as on the 160-frame (1.6 s) partial utterances it was trained on;
         None runs it over whole signals.
+    pretrained : bool
+        False replaces the pretrained LSTM and linear weights with PyTorch's
+        random initialisation (from the global seed): a control for
+        ablations asking whether CR needs a trained teacher.
 
     Example
     -------
@@ -190,7 +194,11 @@ class ResemblyzerTeacher(FrozenTeacher):
     """
 
     def __init__(
-        self, weights_path=None, target_dbfs=-30.0, partial_frames=160
+        self,
+        weights_path=None,
+        target_dbfs=-30.0,
+        partial_frames=160,
+        pretrained=True,
     ):
         super().__init__()
         if weights_path is None:
@@ -217,6 +225,9 @@ class ResemblyzerTeacher(FrozenTeacher):
         self.linear.load_state_dict(
             {"weight": state["linear.weight"], "bias": state["linear.bias"]}
         )
+        if not pretrained:
+            for module in [*self.lstms, self.linear]:
+                module.reset_parameters()
         self.freeze()
 
     def forward(self, wavs, lengths=None):

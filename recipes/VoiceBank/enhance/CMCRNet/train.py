@@ -271,7 +271,7 @@ def prepare_data(hparams):
                 "snr_high": hparams["snr_high"],
                 "level_low_db": hparams["level_low_db"],
                 "level_high_db": hparams["level_high_db"],
-                "seed": hparams["seed"],
+                "seed": hparams["dm_seed"],
                 "mixture_seconds": hparams["dm_mixture_seconds"],
                 "skip_prep": hparams["skip_prep"],
                 "num_workers": hparams["prep_workers"],
