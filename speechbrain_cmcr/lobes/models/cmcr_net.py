@@ -51,10 +51,11 @@ the choice is ours and is a constructor argument (so a yaml sets it):
 6. Projection back. R' and I' are each concatenated with X and projected by
    one shared 1x1 conv (BN, ELU), as the authors share their block; the two
    projections are summed.
-7. What feeds the decoders. Each module returns ``LN(X + P_r + P_i)`` for the
-   next module. The last one also returns ``LN(X + P_r)`` (speech view) and
-   ``LN(X + P_i)`` (noise view) with the same norm; the speech decoder starts
-   from the first, the noise decoder from the second.
+7. What feeds the decoders. Each module but the last returns
+   ``LN(X + P_r + P_i)`` for the next module. The last one returns
+   ``LN(X + P_r)`` (speech view) and ``LN(X + P_i)`` (noise view) with the
+   same norm; the speech decoder starts from the first, the noise decoder
+   from the second.
 8. Residual and norm. LayerNorm over the channels and bins of each frame
    (length independent, unlike the authors' LayerNorm over a fixed 251-frame
    window).
@@ -62,9 +63,10 @@ the choice is ours and is a constructor argument (so a yaml sets it):
    utterance in a padded batch gives the same output as alone (eval mode).
 
 Cost of the default configuration (``benchmarks/model_cost.py``):
-3.65 M parameters; per second of 16 kHz audio, 1.08 G multiply-accumulates
-for ``enhance`` (speech decoder only) and 1.54 G for the training forward
-(both decoders).
+3.65 M parameters; per second of 16 kHz audio, 0.97 G multiply-accumulates
+for ``enhance`` (speech decoder only) and 1.45 G for the training forward
+(both decoders). Outside training, BatchNorm is folded into the preceding
+convolution.
 
 Authors
 -------
@@ -128,6 +130,81 @@ def frame_mask(lengths, num_frames, num_samples, hop_samples):
     return (frames[None, :] < valid[:, None]).float()
 
 
+def folded_conv_norm(conv, norm):
+    """Weight and bias of ``norm(conv(.))`` for a convolution followed by an
+    inference-mode BatchNorm: the norm's affine map folded into the
+    convolution, which saves a pass over the output.
+
+    Arguments
+    ---------
+    conv : torch.nn.modules.conv._ConvNd
+        Convolution (plain or transposed) with a bias.
+    norm : torch.nn.modules.batchnorm._BatchNorm
+        BatchNorm over the convolution's output channels.
+
+    Returns
+    -------
+    weight, bias : torch.Tensor
+        Drop-in replacements for ``conv.weight`` and ``conv.bias``.
+
+    Example
+    -------
+    >>> conv, norm = nn.Conv1d(3, 4, 1), nn.BatchNorm1d(4).eval()
+    >>> norm.running_mean.fill_(0.5); norm.running_var.fill_(2.0)
+    tensor([0.5000, 0.5000, 0.5000, 0.5000])
+    tensor([2., 2., 2., 2.])
+    >>> weight, bias = folded_conv_norm(conv, norm)
+    >>> x = torch.randn(2, 3, 5)
+    >>> torch.allclose(F.conv1d(x, weight, bias), norm(conv(x)), atol=1e-6)
+    True
+    """
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)  # [C_out]
+    out_dim = 1 if conv.transposed else 0
+    shape = [1] * conv.weight.dim()
+    shape[out_dim] = -1
+    weight = conv.weight * scale.view(shape)
+    bias = (conv.bias - norm.running_mean) * scale + norm.bias
+    return weight, bias
+
+
+def conv_norm(x, conv, norm, crop=slice(None)):
+    """``norm(conv(x)[..., crop])``: a convolution, a crop of its time axis,
+    and BatchNorm, folded into the convolution outside training.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Input of ``conv``.
+    conv : torch.nn.modules.conv._ConvNd
+        Convolution (plain or transposed) with a bias.
+    norm : torch.nn.modules.batchnorm._BatchNorm
+        BatchNorm over the convolution's output channels.
+    crop : slice
+        Frames of the convolution's output to keep.
+
+    Returns
+    -------
+    torch.Tensor
+        The normalised output.
+
+    Example
+    -------
+    >>> conv, norm = nn.Conv2d(2, 4, (3, 2), padding=(0, 1)), nn.BatchNorm2d(4)
+    >>> conv_norm(torch.randn(1, 2, 9, 5), conv, norm, slice(1, None)).shape
+    torch.Size([1, 4, 7, 5])
+    """
+    if norm.training:
+        return norm(conv(x)[..., crop])
+    weight, bias = folded_conv_norm(conv, norm)
+    if conv.transposed:
+        out = F.conv_transpose2d(
+            x, weight, bias, conv.stride, conv.padding, conv.output_padding
+        )
+    else:
+        out = conv._conv_forward(x, weight, bias)
+    return out[..., crop]
+
+
 class EncoderBlock(nn.Module):
     """Conv2d with kernel (3, 2) and stride (2, 1), BatchNorm, ELU.
 
@@ -149,17 +226,22 @@ class EncoderBlock(nn.Module):
 
     def __init__(self, in_channels, out_channels, causal=False):
         super().__init__()
-        self.time_pad = (1, 0) if causal else (0, 1)
+        # One zero frame on both sides gives T + 1 outputs; output t looks
+        # at frames t-1, t (causal, the first T) or t, t+1 (the last T).
+        self.crop = slice(None, -1) if causal else slice(1, None)
         self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size=(3, 2), stride=(2, 1)
+            in_channels,
+            out_channels,
+            kernel_size=(3, 2),
+            stride=(2, 1),
+            padding=(0, 1),
         )
         self.norm = nn.BatchNorm2d(out_channels)
         self.activation = nn.ELU()
 
     def forward(self, x):
         """Encodes ``x`` [B, C_in, F, T] into [B, C_out, (F - 1) // 2, T]."""
-        x = F.pad(x, self.time_pad)  # [B, C_in, F, T + 1]
-        return self.activation(self.norm(self.conv(x)))
+        return self.activation(conv_norm(x, self.conv, self.norm, self.crop))
 
 
 class GatedSkip(nn.Module):
@@ -190,8 +272,10 @@ class GatedSkip(nn.Module):
 
     def forward(self, skip, decoder):
         """Returns the gated skip, same shape as ``skip`` [B, C, F, T]."""
-        gate = torch.sigmoid(self.skip_proj(skip) + self.decoder_proj(decoder))
-        return skip * gate
+        gate = conv_norm(skip, *self.skip_proj) + conv_norm(
+            decoder, *self.decoder_proj
+        )
+        return skip * torch.sigmoid(gate)
 
 
 class DecoderBlock(nn.Module):
@@ -227,7 +311,9 @@ class DecoderBlock(nn.Module):
         last=False,
     ):
         super().__init__()
-        self.causal = causal
+        # The transposed convolution gives T + 1 frames: keep the first T
+        # (causal) or the last T, mirroring the encoder.
+        self.crop = slice(None, -1) if causal else slice(1, None)
         self.conv = nn.ConvTranspose2d(
             in_channels,
             out_channels,
@@ -242,9 +328,10 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x):
         """Decodes ``x`` [B, C_in, F, T] into [B, C_out, 2F + 1 (+1), T]."""
-        x = self.conv(x)  # [B, C_out, F_out, T + 1]
-        x = x[..., :-1] if self.causal else x[..., 1:]
-        return self.post(x)
+        if isinstance(self.post, nn.Identity):
+            return self.conv(x)[..., self.crop]
+        norm, activation = self.post
+        return activation(conv_norm(x, self.conv, norm, self.crop))
 
 
 class Encoder(nn.Module):
@@ -399,14 +486,14 @@ class ContrastiveAttention(nn.Module):
         batch, channels, bins, frames = x.shape
         flat = x.reshape(batch, channels * bins, frames)  # [B, C*F', T]
         seq_mask = mask[:, None, :]  # [B, 1, T]
-        q = self.query(flat) * seq_mask  # [B, D, T]
-        k = self.key(flat) * seq_mask
-        v = self.value(flat) * seq_mask
+        q = conv_norm(flat, *self.query) * seq_mask  # [B, D, T]
+        k = conv_norm(flat, *self.key) * seq_mask
+        v = conv_norm(flat, *self.value) * seq_mask
         z = torch.sigmoid(self.gate(self.gate_query(q) + self.gate_key(k)))
         streams = []
         for query in (z * q, (1 - z) * q):
             attended = self._attend(query, k, v, mask)  # [B, D, T]
-            out = self.out(attended) * seq_mask  # [B, C*F', T]
+            out = conv_norm(attended, *self.out) * seq_mask  # [B, C*F', T]
             streams.append(out.reshape(batch, channels, bins, frames))
         return streams[0], streams[1]
 
@@ -489,11 +576,13 @@ class CollaborationModule(nn.Module):
     Example
     -------
     >>> module = CollaborationModule(8, 7, 16)
-    >>> out = module(torch.randn(2, 8, 7, 5), torch.ones(2, 5))
-    >>> out.fused.shape == out.speech_view.shape == out.relevant.shape
+    >>> x, mask = torch.randn(2, 8, 7, 5), torch.ones(2, 5)
+    >>> out = module(x, mask)
+    >>> out.fused.shape, out.speech_view
+    (torch.Size([2, 8, 7, 5]), None)
+    >>> last = module(x, mask, views=("speech", "noise"))
+    >>> last.speech_view.shape == last.noise_view.shape == last.relevant.shape
     True
-    >>> out.fused.shape
-    torch.Size([2, 8, 7, 5])
     """
 
     class Output(NamedTuple):
@@ -525,19 +614,51 @@ class CollaborationModule(nn.Module):
         )
         self.norm = nn.LayerNorm([channels, freq_bins])
 
-    def forward(self, x, mask):
-        """Processes ``x`` [B, C, F', T] with the frame ``mask`` [B, T]."""
+    def forward(self, x, mask, views=("fused",)):
+        """Processes ``x`` [B, C, F', T] with the frame ``mask`` [B, T].
+
+        ``views`` names the outputs to compute among "fused" (the next
+        module's input), "speech" and "noise" (the last module's outputs for
+        the decoders); the others are None.
+        """
         relevant, irrelevant = self.contrastive(x, mask)
         relevant_w, irrelevant_w = self.interactive(relevant, irrelevant, mask)
-        proj_r = self.project(torch.cat([relevant_w, x], dim=1))
-        proj_i = self.project(torch.cat([irrelevant_w, x], dim=1))
+        need_noise = "fused" in views or "noise" in views
+        proj_r, proj_i = self._project(
+            x, relevant_w, irrelevant_w if need_noise else None
+        )
         return self.Output(
-            fused=self._residual_norm(x + proj_r + proj_i, mask),
-            speech_view=self._residual_norm(x + proj_r, mask),
-            noise_view=self._residual_norm(x + proj_i, mask),
+            fused=self._view(x, mask, proj_r, proj_i, want="fused" in views),
+            speech_view=self._view(x, mask, proj_r, want="speech" in views),
+            noise_view=self._view(x, mask, proj_i, want="noise" in views),
             relevant=relevant,
             irrelevant=irrelevant,
         )
+
+    def _project(self, x, *streams):
+        """``ELU(BN(conv([s, x])))`` for each stream ``s`` (None skips it).
+        The conv is linear, so its X half is computed once for all."""
+        conv, norm, activation = self.project
+        weight, bias = conv.weight, conv.bias
+        if not norm.training:
+            weight, bias = folded_conv_norm(conv, norm)
+            norm = nn.Identity()
+        channels = x.shape[1]
+        shared = F.conv2d(x, weight[:, channels:], bias)  # [B, C, F', T]
+        return [
+            None
+            if stream is None
+            else activation(
+                norm(F.conv2d(stream, weight[:, :channels]) + shared)
+            )
+            for stream in streams
+        ]
+
+    def _view(self, x, mask, *projections, want=True):
+        """``LN(x + sum(projections))`` if wanted, else None."""
+        if not want:
+            return None
+        return self._residual_norm(x + sum(projections), mask)
 
     def _residual_norm(self, x, mask):
         """LayerNorm over [C, F'] of each frame, zero on padding."""
@@ -687,8 +808,10 @@ class CMCRNet(nn.Module):
         # from the bottleneck.
         x = speech_view = noise_view = skips[-1]
         streams = []
-        for module in self.collaboration:
-            out = module(x, mask)
+        final_views = ("speech", "noise") if with_noise else ("speech",)
+        for index, module in enumerate(self.collaboration):
+            final = index == len(self.collaboration) - 1
+            out = module(x, mask, final_views if final else ("fused",))
             streams.append((out.relevant, out.irrelevant))
             x, speech_view, noise_view = (
                 out.fused,
