@@ -387,7 +387,7 @@ class Decoder(nn.Module):
     >>> decoder = Decoder([4, 8], [33, 16, 7])
     >>> mask = torch.ones(1, 5)
     >>> skips = encoder(torch.randn(1, 2, 33, 5), mask)
-    >>> decoder(skips[-1], skips, mask).shape
+    >>> decoder(skips[-1], list(skips), mask).shape
     torch.Size([1, 2, 33, 5])
     """
 
@@ -411,9 +411,11 @@ class Decoder(nn.Module):
 
     def forward(self, x, skips, mask):
         """Decodes the bottleneck view ``x`` [B, C, F', T] with the encoder
-        outputs ``skips`` into [B, 2, F, T]."""
+        outputs ``skips`` into [B, 2, F, T]. It empties the list ``skips``,
+        deepest first, so that each skip can be freed once used."""
         time_mask = mask[:, None, None, :]
-        for gate, block, skip in zip(self.gates, self.blocks, reversed(skips)):
+        for gate, block in zip(self.gates, self.blocks):
+            skip = skips.pop()
             x = torch.cat([x, gate(skip, x)], dim=1)  # [B, 2C, F', T]
             x = block(x) * time_mask
         return x
@@ -545,6 +547,11 @@ class InteractiveAttention(nn.Module):
 
     def forward(self, relevant, irrelevant, mask):
         """Returns the reweighted R' and I' [B, C, F', T]."""
+        weight_r, weight_i = self.weights(relevant, irrelevant, mask)
+        return relevant * weight_r, irrelevant * weight_i
+
+    def weights(self, relevant, irrelevant, mask):
+        """Returns the weights [B, C, 1, 1] of R and of I."""
         bins = relevant.shape[2]
         count = (mask.sum(dim=1) * bins).clamp(min=1)[:, None]  # [B, 1]
         summary = (relevant + irrelevant).sum(dim=(2, 3)) / count  # [B, C]
@@ -553,7 +560,7 @@ class InteractiveAttention(nn.Module):
             [self.relevant_head(hidden), self.irrelevant_head(hidden)]
         )  # [2, B, C]
         weights = torch.softmax(logits, dim=0)[..., None, None]
-        return relevant * weights[0], irrelevant * weights[1]
+        return weights[0], weights[1]
 
 
 class CollaborationModule(nn.Module):
@@ -580,7 +587,7 @@ class CollaborationModule(nn.Module):
     >>> out = module(x, mask)
     >>> out.fused.shape, out.speech_view
     (torch.Size([2, 8, 7, 5]), None)
-    >>> last = module(x, mask, views=("speech", "noise"))
+    >>> last = module(x, mask, views=("speech", "noise", "streams"))
     >>> last.speech_view.shape == last.noise_view.shape == last.relevant.shape
     True
     """
@@ -614,19 +621,20 @@ class CollaborationModule(nn.Module):
         )
         self.norm = nn.LayerNorm([channels, freq_bins])
 
-    def forward(self, x, mask, views=("fused",)):
+    def forward(self, x, mask, views=("fused", "streams")):
         """Processes ``x`` [B, C, F', T] with the frame ``mask`` [B, T].
 
         ``views`` names the outputs to compute among "fused" (the next
         module's input), "speech" and "noise" (the last module's outputs for
-        the decoders); the others are None.
+        the decoders) and "streams" (R and I, for the stream-contrast loss);
+        the others are None.
         """
         relevant, irrelevant = self.contrastive(x, mask)
-        relevant_w, irrelevant_w = self.interactive(relevant, irrelevant, mask)
-        need_noise = "fused" in views or "noise" in views
         proj_r, proj_i = self._project(
-            x, relevant_w, irrelevant_w if need_noise else None
+            x, mask, relevant, irrelevant, "fused" in views or "noise" in views
         )
+        if "streams" not in views:
+            relevant = irrelevant = None  # freed before the norms
         return self.Output(
             fused=self._view(x, mask, proj_r, proj_i, want="fused" in views),
             speech_view=self._view(x, mask, proj_r, want="speech" in views),
@@ -635,9 +643,13 @@ class CollaborationModule(nn.Module):
             irrelevant=irrelevant,
         )
 
-    def _project(self, x, *streams):
-        """``ELU(BN(conv([s, x])))`` for each stream ``s`` (None skips it).
-        The conv is linear, so its X half is computed once for all."""
+    def _project(self, x, mask, relevant, irrelevant, project_irrelevant):
+        """Reweights the streams (interactive attention), then projects each
+        ``s`` as ``ELU(BN(conv([s, x])))``; the irrelevant one only if
+        ``project_irrelevant`` (else None). The conv is linear, so its X half
+        is computed once for both. The reweighted streams live only here,
+        which bounds memory on long inputs."""
+        weights = self.interactive.weights(relevant, irrelevant, mask)
         conv, norm, activation = self.project
         weight, bias = conv.weight, conv.bias
         if not norm.training:
@@ -645,14 +657,16 @@ class CollaborationModule(nn.Module):
             norm = nn.Identity()
         channels = x.shape[1]
         shared = F.conv2d(x, weight[:, channels:], bias)  # [B, C, F', T]
-        return [
-            None
-            if stream is None
-            else activation(
-                norm(F.conv2d(stream, weight[:, :channels]) + shared)
-            )
-            for stream in streams
-        ]
+        projections = []
+        for stream, stream_weight, wanted in zip(
+            (relevant, irrelevant), weights, (True, project_irrelevant)
+        ):
+            if wanted:
+                own = F.conv2d(stream * stream_weight, weight[:, :channels])
+                projections.append(activation(norm(own + shared)))
+            else:
+                projections.append(None)
+        return projections
 
     def _view(self, x, mask, *projections, want=True):
         """``LN(x + sum(projections))`` if wanted, else None."""
@@ -789,11 +803,13 @@ class CMCRNet(nn.Module):
             last.weight.mul_(weight_scale)
             last.bias.copy_(torch.tensor([real, 0.0]))
 
-    def forward(self, noisy, lengths=None, with_noise=True):
+    def forward(self, noisy, lengths=None, with_noise=True, with_streams=True):
         """Enhances ``noisy`` [B, L] (relative ``lengths`` [B] in [0, 1]).
 
         Returns a :class:`CMCROutput`; with ``with_noise=False`` the noise
-        decoder is skipped and its fields are None.
+        decoder is skipped and its fields are None; with
+        ``with_streams=False`` the streams are not kept (an empty list),
+        which saves memory on long inputs.
         """
         if lengths is None:
             lengths = torch.ones(noisy.shape[0], device=noisy.device)
@@ -804,22 +820,14 @@ class CMCRNet(nn.Module):
         )  # [B, T]
         spec = noisy_spec.permute(0, 3, 2, 1) * mask[:, None, None, :]
         skips = self.encoder(spec, mask)
-        # Without collaboration modules (an ablation) both decoders start
-        # from the bottleneck.
-        x = speech_view = noise_view = skips[-1]
-        streams = []
-        final_views = ("speech", "noise") if with_noise else ("speech",)
-        for index, module in enumerate(self.collaboration):
-            final = index == len(self.collaboration) - 1
-            out = module(x, mask, final_views if final else ("fused",))
-            streams.append((out.relevant, out.irrelevant))
-            x, speech_view, noise_view = (
-                out.fused,
-                out.speech_view,
-                out.noise_view,
-            )
+        speech_view, noise_view, streams = self._collaborate(
+            skips[-1], mask, with_noise, with_streams
+        )
+        # Each decoder empties the list it gets (freeing skips once used);
+        # the speech decoder gets a copy when the noise decoder follows.
+        speech_skips = list(skips) if with_noise else skips
         enhanced_spec = self._to_spectrum(
-            self.speech_decoder(speech_view, skips, mask), spec
+            self.speech_decoder(speech_view, speech_skips, mask), spec
         )
         enhanced_wav = self._to_wav(enhanced_spec, num_samples, lengths)
         noise_spec = noise_wav = None
@@ -837,6 +845,27 @@ class CMCRNet(nn.Module):
             streams,
         )
 
+    def _collaborate(self, bottleneck, mask, with_noise, with_streams):
+        """Runs the collaboration modules on the ``bottleneck`` [B, C, F', T];
+        returns the speech view, the noise view (None without noise) and the
+        streams of every module (if kept). Without modules (an ablation) both
+        views are the bottleneck."""
+        x = speech_view = noise_view = bottleneck
+        streams = []
+        final_views = ("speech", "noise") if with_noise else ("speech",)
+        kept = ("streams",) if with_streams else ()
+        for index, module in enumerate(self.collaboration):
+            final = index == len(self.collaboration) - 1
+            out = module(x, mask, (final_views if final else ("fused",)) + kept)
+            if with_streams:
+                streams.append((out.relevant, out.irrelevant))
+            x, speech_view, noise_view = (
+                out.fused,
+                out.speech_view,
+                out.noise_view,
+            )
+        return speech_view, noise_view, streams
+
     def spectrum(self, wavs):
         """STFT [B, T, F, 2] of ``wavs`` [B, L] padded to whole hops, so that
         the last frames cover the end of the signal; use it for targets."""
@@ -844,7 +873,8 @@ class CMCRNet(nn.Module):
 
     def enhance(self, noisy, lengths=None):
         """Returns only the enhanced waveform [B, L] (no noise decoder)."""
-        return self.forward(noisy, lengths, with_noise=False).enhanced_wav
+        out = self.forward(noisy, lengths, with_noise=False, with_streams=False)
+        return out.enhanced_wav
 
     def _to_spectrum(self, decoded, noisy):
         """Decoder output [B, 2, F, T] to a spectrum [B, T, F, 2]."""
