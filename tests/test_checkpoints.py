@@ -56,4 +56,3 @@ def test_next_save_removes_the_interrupted_one(tmp_path):
         "CKPT.yaml",
         "model.ckpt",
     ]
-
