@@ -47,7 +47,10 @@ train_one() {
         --number_of_epochs="$epochs" --dm_valid_mixtures=30 \
         --valid_metrics_subset=30 --dm_test_mixtures=30 \
         --ckpt_interval_minutes=5 \
-        ${variant_args[$variant]} >"$recipe/$run/stdout.txt" 2>&1)
+        ${variant_args[$variant]} >"$recipe/$run/stdout.txt" 2>&1) || {
+        echo "failed: $run (see its stdout.txt; rerun to resume)"
+        return 1
+    }
     "$python" -m speechbrain_cmcr.export "$recipe/$run" "$recipe/$run/exported"
     echo "finished: $run"
 }
