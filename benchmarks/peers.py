@@ -23,6 +23,7 @@ binding) and the GTCRN wheel wants ``fasr`` and ``librosa``; neither is used
 here.
 """
 
+import abc
 import ctypes
 import importlib
 import importlib.util
@@ -97,8 +98,8 @@ def _fit_length(wav, length):
     return np.pad(wav, (0, length - len(wav)))
 
 
-def _resample(wav, orig_rate, new_rate):
-    """Band-limited resampling of a float32 array [N], zero-phase."""
+def resample(wav, orig_rate, new_rate):
+    """Band-limited resampling of a float array [N], dtype kept."""
     if orig_rate == new_rate:
         return wav
     resampled = torchaudio.functional.resample(
@@ -314,7 +315,7 @@ def count_onnx_macs(path, feeds):
 # ---------------------------------------------------------------------------
 
 
-class Peer:
+class Peer(abc.ABC):
     """A speech-enhancement system behind one interface.
 
     Attributes
@@ -332,6 +333,7 @@ class Peer:
     num_parameters = None
     macs_per_second = None
 
+    @abc.abstractmethod
     def enhance(self, wav):
         """Enhances one utterance, with no state kept from earlier calls.
 
@@ -345,7 +347,6 @@ class Peer:
         np.ndarray
             float32 [L], time-aligned with ``wav``.
         """
-        raise NotImplementedError
 
 
 class _WeightArray(ctypes.Structure):
@@ -444,14 +445,14 @@ class RNNoise(Peer):
 
     def enhance(self, wav):
         wav = _as_mono(wav)
-        upsampled = _resample(wav, SAMPLE_RATE, self.RATE) * 32768  # [3L]
+        upsampled = resample(wav, SAMPLE_RATE, self.RATE) * 32768  # [3L]
         # Zeros after the end push the delayed tail out of the model.
         needed = len(upsampled) + self.DELAY
         num_frames = -(-needed // self.FRAME)
         padded = _fit_length(upsampled, num_frames * self.FRAME)
         output = self._process(padded.reshape(num_frames, self.FRAME))
         output = output.reshape(-1)[self.DELAY : self.DELAY + len(upsampled)]
-        enhanced = _resample(output / 32768, self.RATE, SAMPLE_RATE)
+        enhanced = resample(output / 32768, self.RATE, SAMPLE_RATE)
         return _fit_length(enhanced, len(wav))
 
 
@@ -794,7 +795,7 @@ class DNSMOS:
             ``dnsmos_sig``, ``dnsmos_bak``, ``dnsmos_ovrl``, ``dnsmos_p808``
             as floats.
         """
-        wav = _resample(_as_mono(wav), sample_rate, SAMPLE_RATE)
+        wav = resample(_as_mono(wav), sample_rate, SAMPLE_RATE)
         scores = np.array(
             [self._score_segment(seg) for seg in self._segments(wav)]
         )  # [S, 4]

@@ -42,14 +42,13 @@ import numpy as np
 import scipy.fft
 import soundfile as sf
 import torch
-import torchaudio
 from tqdm import tqdm
 
 BENCHMARKS = str(Path(__file__).resolve().parent)
 if BENCHMARKS not in sys.path:
     sys.path.insert(0, BENCHMARKS)
 
-from peers import DNSMOS, PEERS, load_peer  # noqa: E402
+from peers import DNSMOS, PEERS, load_peer, resample  # noqa: E402
 
 from speechbrain_cmcr.processing.metrics import evaluate_pair  # noqa: E402
 
@@ -104,15 +103,6 @@ def read_mono(path):
     if audio.shape[0] == 0:
         raise ValueError(f"{path}: empty audio file")
     return audio[:, 0], rate
-
-
-def resample(wav, orig_rate, new_rate):
-    """Band-limited resampling of a float array [L] (float64 out)."""
-    if orig_rate == new_rate:
-        return np.asarray(wav, dtype=np.float64)
-    signal = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float64))
-    resampled = torchaudio.functional.resample(signal, orig_rate, new_rate)
-    return resampled.numpy()
 
 
 def audio_names(folder):

@@ -137,7 +137,7 @@ class FileEnhancer:
             run_opts={"device": device},
         )
         self.num_parameters = sum(p.numel() for p in model.parameters())
-        self.folder = tempfile.mkdtemp()
+        self._scratch = tempfile.TemporaryDirectory()  # removed with self
 
     @property
     def macs_per_second(self):
@@ -148,8 +148,8 @@ class FileEnhancer:
         """Enhances ``wav`` np.float32 [L] through wav files."""
         import soundfile as sf
 
-        noisy = os.path.join(self.folder, "noisy.wav")
-        enhanced = os.path.join(self.folder, "enhanced.wav")
+        noisy = os.path.join(self._scratch.name, "noisy.wav")
+        enhanced = os.path.join(self._scratch.name, "enhanced.wav")
         sf.write(noisy, wav, SAMPLE_RATE)
         self.enhancer.enhance_file(noisy, output_filename=enhanced)
         return sf.read(enhanced, dtype="float32")[0]
