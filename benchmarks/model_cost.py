@@ -14,11 +14,13 @@ Usage::
 """
 
 import argparse
+import tempfile
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
+from speechbrain_cmcr.utils.hparams import load_hparams
 
 SECONDS = 10.0
 
@@ -32,11 +34,13 @@ def count_macs(fn, *args):
 
 
 def model_from_hparams(path):
-    """Builds the ``model`` of a recipe yaml without loading anything else."""
-    from hyperpyyaml import load_hyperpyyaml
-
-    with open(path, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, {"data_folder": "unused"})
+    """Builds the ``model`` of a recipe yaml (one that extends another
+    through ``base_hparams`` included). Its folders point into a temporary
+    directory, removed on return: nothing is written where it runs."""
+    with tempfile.TemporaryDirectory() as scratch:
+        hparams, _, _ = load_hparams(
+            path, {"data_folder": scratch, "output_folder": scratch}
+        )
     return hparams["model"]
 
 

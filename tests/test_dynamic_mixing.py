@@ -237,6 +237,44 @@ def test_mixer_snr_level_and_difference(prepared):
     assert max(snrs) - min(snrs) > 3.0
 
 
+def _high_band_share(noise):
+    """Share of a signal's energy above 4 kHz."""
+    power = torch.fft.rfft(noise).abs().pow(2)  # [L // 2 + 1]
+    return (power[len(power) // 2 :].sum() / power.sum()).item()
+
+
+def test_mixer_noise_augmentation_colours_the_noise(prepared):
+    """The test noises are low-passed: tilting them and adding coloured
+    noise gives training mixtures noise in the high band too."""
+    speech = harmonic_speech(12000)
+    shares = {}
+    for name, options in {
+        "plain": {},
+        "augmented": {"noise_tilt_prob": 1.0, "colored_noise_prob": 1.0},
+    }.items():
+        torch.manual_seed(0)
+        mixer = _mixer(prepared, crop_samples=None, **options)
+        pairs = [mixer(speech) for _ in range(8)]
+        shares[name] = [_high_band_share(n - c) for n, c in pairs]
+        for noisy, _ in pairs:
+            assert torch.isfinite(noisy).all()
+            assert noisy.abs().max() <= 0.99 + 1e-6
+    assert max(shares["plain"]) < 0.3
+    assert sum(shares["augmented"]) / 8 > sum(shares["plain"]) / 8 + 0.05
+
+
+def test_mixer_augmentation_off_draws_nothing(prepared):
+    """With both probabilities at 0, the augmentation draws no random
+    number: the mixtures equal those of a mixer without the options."""
+    speech = harmonic_speech(12000)
+    outputs = []
+    for options in ({}, {"noise_tilt_prob": 0.0, "colored_noise_prob": 0.0}):
+        torch.manual_seed(5)
+        mixer = _mixer(prepared, crop_samples=8000, **options)
+        outputs.append([mixer(speech) for _ in range(3)] + [torch.rand(1)])
+    assert torch.equal(outputs[0][-1], outputs[1][-1])
+
+
 @pytest.mark.parametrize("name", sorted(NOISES))
 def test_mixer_scales_and_loops_each_noise(sources, tmp_path, name):
     torch.manual_seed(0)

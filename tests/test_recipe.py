@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 RECIPE = (
     Path(__file__).resolve().parents[1] / "recipes/VoiceBank/enhance/CMCRNet"
@@ -134,7 +135,12 @@ def test_unknown_yaml_key_is_refused(demo_data, tmp_path):
     assert "not_a_key" in proc.stderr
 
 
-def test_two_process_ddp_on_cpu(demo_data, tmp_path):
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the fallback without CUDA"
+)
+def test_two_process_ddp_on_cpu_picks_gloo_by_itself(demo_data, tmp_path):
+    """``torchrun`` as the README writes it, without --distributed_backend:
+    with no CUDA device the recipe switches to gloo and says so."""
     out = tmp_path / "run"
     # The first process prepares the data and teacher alone, then both train.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -148,13 +154,13 @@ def test_two_process_ddp_on_cpu(demo_data, tmp_path):
             str(TRAIN),
             str(DEMO),
             *tiny_args(demo_data, out),
-            "--distributed_backend=gloo",
         ],
         capture_output=True,
         text=True,
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "gloo backend" in proc.stdout + proc.stderr
     assert len(list((out / "save").glob("CKPT+*"))) == 1
     assert (out / "test_summary.json").exists()
 
@@ -179,5 +185,49 @@ def test_every_yaml_key_is_used():
         and key not in brain_run_options
     ]
     assert unused == []
-    demo_keys = set(_top_level_keys(DEMO)) - {"base_hparams"}
-    assert demo_keys <= set(_top_level_keys(PAPER))
+    for extending in (RECIPE / "hparams").glob("*.yaml"):
+        keys = set(_top_level_keys(extending)) - {"base_hparams"}
+        assert keys <= set(_top_level_keys(PAPER)), extending.name
+
+
+def _parameters(state_dict_path, model_keys):
+    state = torch.load(state_dict_path, map_location="cpu", weights_only=True)
+    return {key: state[key] for key in model_keys}
+
+
+def test_init_from_loads_an_exported_model_before_the_first_step(
+    demo_data, tmp_path
+):
+    """A run with ``init_from`` starts from the exported weights: with a
+    learning rate of 0, its parameters after one epoch are the exported
+    ones (a random start would differ everywhere)."""
+    first = tmp_path / "first"
+    assert run(tiny_args(demo_data, first)).returncode == 0
+    exported = tmp_path / "exported"
+    export = subprocess.run(
+        [sys.executable, "-m", "speechbrain_cmcr.export", first, exported],
+        capture_output=True,
+        text=True,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+
+    second = tmp_path / "second"
+    proc = run(
+        tiny_args(
+            demo_data, second, init_from=exported, lr=0.0, seed=7, cr_weight=0
+        )
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"Model initialised from {exported}" in proc.stdout + proc.stderr
+    (checkpoint,) = (second / "save").glob("CKPT+*/model.ckpt")
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    names = [
+        key
+        for key, value in trained.items()
+        if torch.is_tensor(value)
+        and not key.endswith(("running_mean", "running_var", "tracked"))
+    ]
+    exported_weights = _parameters(exported / "enhance_model.ckpt", names)
+    assert len(names) > 10
+    for key in names:
+        assert torch.equal(trained[key], exported_weights[key]), key

@@ -74,6 +74,8 @@ from speechbrain.utils.logger import get_logger
 from speechbrain.utils.parallel import get_available_cpu_count, parallel_map
 from tqdm import tqdm
 
+from speechbrain_cmcr.augment.spectral_tilt import colored_noise, spectral_tilt
+
 logger = get_logger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
@@ -178,6 +180,11 @@ def _uniform(low, high):
     return low + (high - low) * torch.rand(()).item()
 
 
+def _happens(probability):
+    """True with ``probability``; draws nothing when it is 0."""
+    return probability > 0 and torch.rand(()).item() < probability
+
+
 def _drop_loader(module):
     """Removes the data loader an AddNoise / AddReverb built."""
     for name in LAZY_ATTRIBUTES:
@@ -209,8 +216,19 @@ class DynamicMixer(torch.nn.Module):
        noise file's own level. AddNoise also scales the speech down by
        ``1 - 1 / (10 ** (snr / 20) + 1)``; that factor is undone on the
        mixture, so the target keeps the level of step 3;
-    5. one gain on both signals so that neither peaks above ``max_peak``
+    5. with probability ``noise_tilt_prob``, the noise's spectrum is tilted
+       by a slope drawn in [-``noise_tilt_db``, ``noise_tilt_db``] dB per
+       octave, its level kept (``spectral_tilt``): recordings that lean
+       toward low-frequency ambience also teach the high band;
+    6. with probability ``colored_noise_prob``, Gaussian noise with a slope
+       drawn in [``colored_slope_low_db``, ``colored_slope_high_db``] dB
+       per octave is added too, at its own SNR drawn like the first
+       (broadband hiss, fans, DEMAND-like rooms);
+    7. one gain on both signals so that neither peaks above ``max_peak``
        (this may bring the level below ``level_low_db``).
+
+    Steps 5 and 6 are off by default (and then draw no random numbers, so
+    the fixed validation and test mixtures do not depend on them).
 
     A crop that is digitally silent stays silent, and noise-free.
 
@@ -244,6 +262,16 @@ class DynamicMixer(torch.nn.Module):
         Sampling rate of the speech, the noise and the impulse responses.
     max_peak : float
         Largest absolute sample value of both outputs.
+    noise_tilt_prob : float
+        Probability of tilting the noise's spectrum.
+    noise_tilt_db : float
+        Largest tilt, dB per octave, either sign.
+    colored_noise_prob : float
+        Probability of adding coloured Gaussian noise.
+    colored_slope_low_db : float
+        Lowest slope of that noise, dB per octave (-6: brown).
+    colored_slope_high_db : float
+        Highest slope, dB per octave (0: white).
 
     Example
     -------
@@ -270,6 +298,11 @@ class DynamicMixer(torch.nn.Module):
         reverb_prob=0.0,
         sample_rate=16000,
         max_peak=0.99,
+        noise_tilt_prob=0.0,
+        noise_tilt_db=6.0,
+        colored_noise_prob=0.0,
+        colored_slope_low_db=-6.0,
+        colored_slope_high_db=0.0,
     ):
         super().__init__()
         if reverb_prob > 0 and rir_csv is None:
@@ -281,6 +314,12 @@ class DynamicMixer(torch.nn.Module):
         self.level_high_db = level_high_db
         self.reverb_prob = reverb_prob
         self.max_peak = max_peak
+        self.sample_rate = sample_rate
+        self.noise_tilt_prob = noise_tilt_prob
+        self.noise_tilt_db = noise_tilt_db
+        self.colored_noise_prob = colored_noise_prob
+        self.colored_slope_low_db = colored_slope_low_db
+        self.colored_slope_high_db = colored_slope_high_db
         self.owner_pid = os.getpid()
         self.add_noise = AddNoise(
             csv_file=noise_csv,
@@ -320,7 +359,13 @@ class DynamicMixer(torch.nn.Module):
         if self.add_reverb is not None and torch.rand(()) < self.reverb_prob:
             speech = self.add_reverb(speech.unsqueeze(0)).squeeze(0)
         speech = self._normalise_level(speech)
-        noisy = self._add_noise(speech)
+        noise = self._add_noise(speech) - speech
+        if _happens(self.noise_tilt_prob):
+            slope = _uniform(-self.noise_tilt_db, self.noise_tilt_db)
+            noise = spectral_tilt(noise, slope, self.sample_rate)
+        if _happens(self.colored_noise_prob):
+            noise = noise + self._colored_noise(speech)
+        noisy = speech + noise
         gain = self._peak_gain(noisy, speech)
         return noisy * gain, speech * gain
 
@@ -364,6 +409,13 @@ class DynamicMixer(torch.nn.Module):
         noisy = self.add_noise(speech.unsqueeze(0), torch.ones(1)).squeeze(0)
         # AddNoise multiplies the speech by a / (a + 1), a = 10 ** (snr / 20).
         return noisy * (1 + 10 ** (-snr / 20))
+
+    def _colored_noise(self, speech):
+        """Coloured Gaussian noise at a random SNR against ``speech``."""
+        slope = _uniform(self.colored_slope_low_db, self.colored_slope_high_db)
+        snr = _uniform(self.snr_low, self.snr_high)
+        rms = speech.pow(2).mean().sqrt() * 10 ** (-snr / 20)
+        return rms * colored_noise(len(speech), slope, self.sample_rate)
 
     def _peak_gain(self, noisy, speech):
         """Gain keeping both signals' peaks at most ``max_peak``."""

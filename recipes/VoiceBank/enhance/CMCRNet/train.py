@@ -12,7 +12,8 @@ To run this recipe::
     python train.py hparams/cmcr.yaml --data_folder=/path/to/VoiceBank
     python train.py hparams/demo.yaml   # synthetic demo data, offline
 
-Several GPUs (or CPU processes with gloo)::
+Several GPUs, or several CPU processes (without CUDA, the gloo backend is
+chosen)::
 
     torchrun --nproc_per_node=2 train.py hparams/cmcr.yaml --data_folder=...
 
@@ -24,6 +25,7 @@ speechbrain-cmcr contributors
 """
 
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -31,15 +33,15 @@ import sys
 
 import speechbrain as sb
 import torch
-import yaml
-from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import get_local_rank, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_cmcr.dataio.demo_corpus import make_demo_corpus
 from speechbrain_cmcr.dataio.dynamic_mixing import prepare_dynamic_mixing
+from speechbrain_cmcr.dataio.pairs import write_pair_manifest
 from speechbrain_cmcr.lobes.teachers import save_random_ssl_teacher
 from speechbrain_cmcr.processing.metrics import evaluate_pair
+from speechbrain_cmcr.utils.hparams import load_hparams
 
 logger = get_logger(__name__)
 
@@ -130,8 +132,10 @@ class CMCRBrain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
         elif stage == sb.Stage.VALID:
+            old_lr, new_lr = self.hparams.lr_annealing(epoch)
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
             self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch},
+                stats_meta={"epoch": epoch, "lr": old_lr},
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )
@@ -179,6 +183,7 @@ def dataio_prep(hparams):
     Training items are random crops of ``train_crop_seconds`` (the same crop
     of the noisy and clean twins), or, with ``dynamic_mixing``, clean crops
     mixed on the fly with noise; validation and test items are whole.
+    Validation uses the real pairs of ``valid_pairs`` when it is set.
     """
     crop = int(hparams["train_crop_seconds"] * hparams["sample_rate"])
 
@@ -224,7 +229,10 @@ def dataio_prep(hparams):
     return {
         "train": dataset(hparams["train_annotation"], train_pipeline),
         "valid": dataset(
-            hparams["valid_annotation"], whole_pipeline
+            hparams["valid_pairs_annotation"]
+            if hparams["valid_pairs"]
+            else hparams["valid_annotation"],
+            whole_pipeline,
         ).filtered_sorted(sort_key="length"),
         "test": dataset(
             hparams["test_annotation"], whole_pipeline
@@ -235,8 +243,18 @@ def dataio_prep(hparams):
 def prepare_data(hparams):
     """Synthesises the demo corpus and teacher if asked, then writes the
     manifests (once, on the main process): VoiceBank's, or the dynamic
-    mixing ones."""
+    mixing ones, and that of the real validation pairs if asked."""
     from voicebank_prepare import prepare_voicebank
+
+    if hparams["valid_pairs"]:
+        run_on_main(
+            write_pair_manifest,
+            kwargs={
+                "folder": hparams["valid_pairs"],
+                "json_path": hparams["valid_pairs_annotation"],
+                "sample_rate": hparams["sample_rate"],
+            },
+        )
 
     if hparams["demo_data"]:
         run_on_main(
@@ -305,31 +323,43 @@ def build_contrastive_regularization(hparams):
     return hparams["contrastive_regularization"](teacher=teachers[kind]())
 
 
-def resolve_hparams_file(hparams_file, overrides):
-    """Returns the yaml file to load and the overrides to apply to it.
+def use_gloo_without_cuda(run_opts):
+    """The run options of a ``torchrun`` launch, switched to the gloo
+    backend when no CUDA device exists: SpeechBrain's default, NCCL, needs
+    one GPU per process and would stop every process with "Not enough GPUs
+    available!"."""
+    if (
+        get_local_rank() is not None
+        and run_opts["distributed_backend"] == "nccl"
+        and not torch.cuda.is_available()
+    ):
+        # A warning: logging is not set up yet, and it still shows.
+        logger.warning(
+            "No CUDA device: DDP runs on CPU processes with the gloo "
+            "backend (--distributed_backend=gloo)"
+        )
+        return dataclasses.replace(run_opts, distributed_backend="gloo")
+    return run_opts
 
-    A yaml with a ``base_hparams`` key (like ``hparams/demo.yaml``) is a set
-    of overrides of that base file (a path relative to it); overrides given
-    on the command line apply on top.
-    """
-    with open(hparams_file, encoding="utf-8") as fin:
-        content = yaml.safe_load(fin) or {}
-    if "base_hparams" not in content:
-        return hparams_file, overrides
-    base = os.path.join(
-        os.path.dirname(hparams_file), content.pop("base_hparams")
-    )
-    content.update(yaml.safe_load(overrides or "") or {})
-    return base, content
+
+def init_from_pretrained(hparams):
+    """Loads the weights of the exported model named by ``init_from`` (a
+    folder or a Hub id) into the model before training starts. A run that
+    resumes from its own checkpoint overwrites them when it recovers."""
+    if not hparams["init_from"]:
+        return
+    pretrainer = hparams["pretrainer"]
+    run_on_main(pretrainer.collect_files)
+    pretrainer.load_collected()
+    logger.info("Model initialised from %s", hparams["init_from"])
 
 
 def main(argv):
     """Parses the command line, prepares data, trains and tests."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    hparams_file, overrides = resolve_hparams_file(hparams_file, overrides)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams, hparams_file, overrides = load_hparams(hparams_file, overrides)
 
+    run_opts = use_gloo_without_cuda(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
@@ -338,6 +368,7 @@ def main(argv):
     )
     prepare_data(hparams)
     datasets = dataio_prep(hparams)
+    init_from_pretrained(hparams)
 
     hparams["objective"] = hparams["objective"](
         contrastive=build_contrastive_regularization(hparams)
