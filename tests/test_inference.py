@@ -16,8 +16,10 @@ from conftest import TINY
 from speechbrain_cmcr.inference.enhancement import (
     AudioTypeError,
     CheckpointError,
+    ClippedOutputWarning,
     EnhanceSpeech,
     InvalidAudioError,
+    ModelSourceError,
     SilentInputWarning,
 )
 from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
@@ -387,3 +389,170 @@ def test_bad_file_options_are_refused_before_reading(enhancer, tmp_path):
 def test_type_errors_are_also_type_errors():
     assert issubclass(AudioTypeError, TypeError)
     assert issubclass(AudioTypeError, ValueError)
+
+
+def model_folder_of(folder, model):
+    """Writes ``model`` as a model folder (the tiny configuration)."""
+    folder.mkdir(parents=True)
+    (folder / "hyperparams.yaml").write_text(HPARAMS)
+    torch.save(model.state_dict(), folder / "enhance_model.ckpt")
+    return folder
+
+
+@pytest.fixture
+def other_model():
+    torch.manual_seed(1)
+    return CMCRNet(**TINY).eval()
+
+
+def load(source, savedir=None):
+    """``from_hparams`` on the CPU, paths as strings."""
+    return EnhanceSpeech.from_hparams(
+        source=str(source),
+        savedir=None if savedir is None else str(savedir),
+        run_opts={"device": "cpu"},
+    )
+
+
+def contents(folder):
+    """File name -> bytes of the files in ``folder``."""
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_reused_savedir_serves_the_model_asked_for(
+    model_folder, tiny_model, other_model, tmp_path
+):
+    other = model_folder_of(tmp_path / "other", other_model)
+    sources = contents(model_folder), contents(other)
+    noisy = torch.randn(1, 2000, generator=torch.Generator().manual_seed(0))
+    for source, model in [
+        (model_folder, tiny_model),
+        (other, other_model),
+        (model_folder, tiny_model),
+    ]:
+        enhanced = load(source, tmp_path / "savedir").enhance_batch(noisy)
+        torch.testing.assert_close(enhanced, model.enhance(noisy))
+    assert (contents(model_folder), contents(other)) == sources
+
+
+def test_unknown_source_is_refused_even_with_a_filled_savedir(
+    model_folder, tmp_path
+):
+    load(model_folder, tmp_path / "savedir")
+    with pytest.raises(ModelSourceError, match="no-such-model: no such model"):
+        load("no-such-model", tmp_path / "savedir")
+
+
+def test_savedir_holding_another_models_files_is_refused(
+    model_folder, other_model, tmp_path
+):
+    other = model_folder_of(tmp_path / "other", other_model)
+    before = contents(other)
+    with pytest.raises(ModelSourceError, match="not fetched from"):
+        load(model_folder, savedir=other)
+    assert contents(other) == before
+
+
+def test_savedir_that_is_the_source_is_used_in_place(model_folder):
+    before = contents(model_folder)
+    load(model_folder, savedir=model_folder)
+    assert contents(model_folder) == before
+
+
+def test_mistyped_local_paths_are_not_taken_for_hub_ids(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model_folder_of(tmp_path / "models" / "good", CMCRNet(**TINY))
+    with pytest.raises(ModelSourceError) as info:
+        load("models/godo")
+    assert str(info.value) == (
+        "models/godo: no such model folder (models holds: good)"
+    )
+    with pytest.raises(ModelSourceError, match="form user/name"):
+        load("good")
+    assert load("models/good").hparams.sample_rate == 16000
+
+
+def test_training_output_folder_is_refused_before_loading(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hyperparams.yaml").write_text(
+        "output_folder: results/x\n"
+        "made: !apply:os.makedirs [!ref <output_folder>/save]\n"
+    )
+    with pytest.raises(ModelSourceError, match="export it first"):
+        load(run)
+    assert not (tmp_path / "results").exists()
+
+
+def test_enhance_file_never_overwrites_its_input(enhancer, tmp_path):
+    path = write(tmp_path / "in.wav", sine(0.2), subtype="PCM_16")
+    before = path.read_bytes()
+    (tmp_path / "link.wav").symlink_to(path)
+    for output in [path, tmp_path / "sub" / ".." / "in.wav", "link.wav"]:
+        with pytest.raises(InvalidAudioError, match="is the input file"):
+            enhancer.enhance_file(path, tmp_path / output)
+    assert path.read_bytes() == before
+
+
+def test_float64_batch_is_converted_to_float32(enhancer):
+    noisy = torch.randn(2, 1600, dtype=torch.float64)
+    enhanced = enhancer.enhance_batch(noisy)
+    assert enhanced.dtype == torch.float32
+    torch.testing.assert_close(enhanced, enhancer.enhance_batch(noisy.float()))
+
+
+def test_time_by_channels_batch_is_refused(enhancer):
+    stereo = torch.randn(16000, 2)  # what soundfile.read gives, as a tensor
+    with pytest.raises(InvalidAudioError, match=r"\[time, channels\]"):
+        enhancer.enhance_batch(stereo)
+
+
+def test_silent_file_warning_points_at_the_caller(enhancer, tmp_path):
+    path = write(tmp_path / "zeros.wav", np.zeros(1600), subtype="PCM_16")
+    for output in [None, tmp_path / "out.wav"]:
+        with pytest.warns(SilentInputWarning) as caught:
+            enhancer.enhance_file(path, output)
+        assert [w.filename for w in caught] == [__file__]
+
+
+def test_output_keeps_the_input_sample_format(enhancer, tmp_path):
+    loud = 2.0 * sine(0.3)  # float input beyond full scale
+    for name, subtype in [("f.wav", "FLOAT"), ("i.flac", "PCM_24")]:
+        path = write(tmp_path / name, loud / (2 if "PCM" in subtype else 1),
+                     subtype=subtype)  # fmt: skip
+        out = enhancer.enhance_file(path, tmp_path / "out" / name)
+        assert sf.info(out).subtype == subtype
+    written, _ = sf.read(tmp_path / "out" / "f.wav", dtype="float32")
+    expected = enhancer.enhance_file(tmp_path / "f.wav")
+    assert np.abs(written).max() > 1
+    torch.testing.assert_close(torch.from_numpy(written), expected)
+
+
+def test_clipping_in_an_integer_output_is_warned(enhancer, tmp_path):
+    path = write(tmp_path / "loud.wav", 40.0 * sine(0.3))  # float wav
+    with pytest.warns(ClippedOutputWarning, match="samples beyond full sc"):
+        out = enhancer.enhance_file(path, tmp_path / "out.flac")
+    assert sf.info(out).subtype == "PCM_16"
+
+
+def test_truncated_checkpoint_is_called_truncated(model_folder, tmp_path):
+    checkpoint = model_folder / "enhance_model.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
+    with pytest.raises(CheckpointError) as info:
+        load(model_folder)
+    assert "truncated or corrupt" in str(info.value)
+    assert "run code" not in str(info.value)
+
+
+def test_write_errors_name_the_output(enhancer, tmp_path):
+    path = write(tmp_path / "in.wav", sine(0.1))
+    (tmp_path / "taken.wav").mkdir()
+    (tmp_path / "file").write_text("")
+    for output in ["taken.wav", "file/out.wav"]:
+        with pytest.raises(OSError) as info:
+            enhancer.enhance_file(path, tmp_path / output)
+        assert str(info.value).startswith(f"{tmp_path / output}: cannot")
+        assert ".partial" not in str(info.value)

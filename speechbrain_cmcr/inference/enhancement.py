@@ -3,6 +3,9 @@ length, sample rate and channel count.
 
 ``EnhanceSpeech.from_hparams(source=...)`` loads a model folder written by
 ``speechbrain_cmcr.export`` (or a Hugging Face Hub repository holding one).
+Without a ``savedir`` the files are used where they are (a local folder in
+place, a Hub model from the Hugging Face cache); a ``savedir`` remembers the
+model it holds (in ``.cmcr-savedir.json``) and never serves another one.
 
 Files are enhanced in overlapping chunks: the input is read block by block,
 every chunk goes through the model on its own, and consecutive chunks are
@@ -21,9 +24,12 @@ Authors
 speechbrain-cmcr contributors
 """
 
+import contextlib
+import json
 import math
 import os
 import pickle
+import re
 import warnings
 from pathlib import Path
 
@@ -34,6 +40,15 @@ from torchaudio.transforms import Resample
 
 DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_OVERLAP_SECONDS = 1.0
+# What a savedir holds: the source it was filled from and the files fetched.
+SAVEDIR_RECORD = ".cmcr-savedir.json"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# Shipped with the repository (not part of an installed wheel).
+SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "pretrained"
+# Most channels a [time, channels] array has (soundfile's layout).
+MAX_CHANNELS = 8
+# Output sample formats that keep samples beyond full scale.
+UNCLIPPED_SUBTYPES = ("FLOAT", "DOUBLE", "VORBIS", "OPUS")
 
 
 class InvalidAudioError(ValueError):
@@ -48,8 +63,17 @@ class CheckpointError(ValueError):
     """A checkpoint that is unreadable or not a plain state dict."""
 
 
+class ModelSourceError(ValueError):
+    """A source that names no model folder or Hub repository, or a savedir
+    that holds another model's files."""
+
+
 class SilentInputWarning(UserWarning):
     """The input is digital silence; the output is silence too."""
+
+
+class ClippedOutputWarning(UserWarning):
+    """Samples beyond full scale were clipped in an integer output format."""
 
 
 def read_state_dict(path):
@@ -72,8 +96,8 @@ def read_state_dict(path):
     Raises
     ------
     CheckpointError
-        If the file is unreadable or not a plain state dict (e.g. it would
-        execute code).
+        If the file is truncated or corrupt, or not a plain state dict (e.g.
+        it would execute code).
 
     Example
     -------
@@ -81,13 +105,31 @@ def read_state_dict(path):
     >>> torch.save(torch.nn.Linear(2, 2).state_dict(), path)
     >>> sorted(read_state_dict(path))
     ['bias', 'weight']
+    >>> _ = path.write_bytes(path.read_bytes()[:100])  # a cut download
+    >>> try:
+    ...     read_state_dict(path)
+    ... except CheckpointError as error:
+    ...     print("truncated or corrupt" in str(error))
+    True
     """
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except pickle.UnpicklingError as error:
+        # torch's message ends with advice on loading it unsafely: cut.
+        detail = str(error).split("WeightsUnpickler error:")[-1]
+        detail = detail.split("Check the documentation")[0]
+        reason = " ".join(detail.split()).split(". ")[0]
         raise CheckpointError(
             f"{path}: refused to load, not a plain state dict of tensors "
-            f"(loading it could run code hidden in the file): {error}"
+            f"(loading it could run code hidden in the file): {reason}"
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        reason = str(error).split(". ")[0] or "no data"
+        raise CheckpointError(
+            f"{path}: unreadable, truncated or corrupt (download or copy it "
+            f"again): {reason}"
         ) from error
     if not isinstance(state_dict, dict):
         raise CheckpointError(
@@ -361,9 +403,108 @@ def check_finite(signal, where, first_sample=0, sample_rate=None):
         )
 
 
-def write_pieces(pieces, filename, sample_rate):
+def same_file(first, second):
+    """Whether two paths name the same file (after links, ``..``, hard
+    links); the second one need not exist.
+
+    Arguments
+    ---------
+    first : str or os.PathLike
+        A path.
+    second : str or os.PathLike
+        Another path.
+
+    Returns
+    -------
+    bool
+        True if writing ``second`` would overwrite ``first``.
+
+    Example
+    -------
+    >>> same_file("a/x.wav", "a/b/../x.wav"), same_file("x.wav", "y.wav")
+    (True, False)
+    """
+    first, second = Path(first), Path(second)
+    if first.resolve() == second.resolve():
+        return True
+    return first.exists() and second.exists() and first.samefile(second)
+
+
+@contextlib.contextmanager
+def write_errors_name(path):
+    """Turns an error while writing ``path`` into an ``OSError`` naming
+    ``path`` (not a temporary name used on the way).
+
+    Arguments
+    ---------
+    path : pathlib.Path
+        The file being written.
+
+    Example
+    -------
+    >>> try:
+    ...     with write_errors_name(Path("out.wav")):
+    ...         raise PermissionError(13, "Permission denied", ".out.tmp")
+    ... except OSError as error:
+    ...     print(error)
+    out.wav: cannot write it (Permission denied)
+    """
+    try:
+        yield
+    except (OSError, sf.LibsndfileError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise OSError(f"{path}: cannot write it ({reason})") from error
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yields a temporary name next to ``path`` to write the new file under;
+    on success it is renamed over ``path``. So the file appears complete or
+    not at all, and a symbolic link at ``path`` is replaced by the new file
+    instead of being written through (the file it points to is untouched).
+
+    Arguments
+    ---------
+    path : pathlib.Path
+        The file to write; parent folders are created.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary name, with the same extension.
+
+    Raises
+    ------
+    OSError
+        Naming ``path`` if it is a folder or its folder cannot be made.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> _ = (folder / "source.txt").write_text("model")
+    >>> (folder / "link.txt").symlink_to(folder / "source.txt")
+    >>> with replacing(folder / "link.txt") as partial:
+    ...     _ = partial.write_text("export")
+    >>> (folder / "link.txt").read_text(), (folder / "source.txt").read_text()
+    ('export', 'model')
+    """
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        with write_errors_name(path):
+            if path.is_dir():
+                raise IsADirectoryError(21, "it is a folder", str(path))
+            path.parent.mkdir(parents=True, exist_ok=True)
+        yield partial
+        with write_errors_name(path):
+            os.replace(partial, path)
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+def write_pieces(pieces, filename, sample_rate, subtype=None):
     """Writes mono pieces one after the other into an audio file; the file
-    appears complete or not at all (written under a temporary name first).
+    appears complete or not at all (see :func:`replacing`).
 
     Arguments
     ---------
@@ -374,24 +515,242 @@ def write_pieces(pieces, filename, sample_rate):
         created.
     sample_rate : int
         Sample rate of the pieces.
+    subtype : str, optional
+        Sample format (e.g. ``"PCM_24"``, ``"FLOAT"``); default: the
+        format's default (16-bit for wav and flac).
+
+    Returns
+    -------
+    int
+        How many samples were beyond full scale and clipped to [-1, 1] (an
+        integer sample format cannot hold them).
 
     Example
     -------
     >>> path = getfixture("tmp_path") / "out.wav"
     >>> write_pieces([torch.zeros(5), torch.ones(3) / 2], path, 8000)
+    0
     >>> sf.read(path)[0]
     array([0. , 0. , 0. , 0. , 0. , 0.5, 0.5, 0.5])
+    >>> write_pieces([torch.tensor([1.5, -2.0, 0.5])], path, 8000)
+    2
     """
     filename = check_output_format(filename)
-    filename.parent.mkdir(parents=True, exist_ok=True)
-    partial = filename.with_name(f".{filename.stem}.partial{filename.suffix}")
-    try:
-        with sf.SoundFile(partial, "w", sample_rate, channels=1) as out:
+    clipped = 0
+    with replacing(filename) as partial:
+        with write_errors_name(filename):
+            out = sf.SoundFile(
+                partial, "w", sample_rate, channels=1, subtype=subtype
+            )
+        with out:
+            clips = out.subtype not in UNCLIPPED_SUBTYPES
             for piece in pieces:
-                out.write(piece.numpy())
-        os.replace(partial, filename)
-    finally:
-        partial.unlink(missing_ok=True)
+                if clips:
+                    clipped += int((piece.abs() > 1).sum())
+                with write_errors_name(filename):
+                    out.write(piece.numpy())
+    return clipped
+
+
+def output_subtype(filename, audio):
+    """The input's sample format if the output's format can hold it (24-bit
+    stays 24-bit, float stays float), else None (the format's default).
+
+    Arguments
+    ---------
+    filename : pathlib.Path
+        Output file (its extension gives the format).
+    audio : soundfile.SoundFile
+        The open input.
+
+    Returns
+    -------
+    str or None
+        A soundfile subtype.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "in.wav"
+    >>> sf.write(path, [0.0, 0.5], 8000, subtype="PCM_24")
+    >>> with sf.SoundFile(path) as audio:
+    ...     output_subtype(Path("o.flac"), audio), output_subtype(
+    ...         Path("o.ogg"), audio)
+    ('PCM_24', None)
+    """
+    if sf.check_format(filename.suffix[1:].upper(), audio.subtype):
+        return audio.subtype
+    return None
+
+
+def resolve_source(source, hparams_file="hyperparams.yaml"):
+    """The model that ``source`` names: an exported model folder (returned
+    as an absolute path) or a Hugging Face Hub repository id.
+
+    ``user/name`` is taken for a Hub id unless a folder ``user`` exists
+    here (then it is a mistyped path); an ``http(s)://`` address is kept
+    for SpeechBrain to fetch; anything else must be a folder.
+
+    Arguments
+    ---------
+    source : str or os.PathLike
+        Folder or Hub repository id.
+    hparams_file : str
+        Name of the hyperparameters file a model folder holds.
+
+    Returns
+    -------
+    str
+        The absolute folder path, or the Hub id or address.
+
+    Raises
+    ------
+    ModelSourceError
+        If it names no model folder (also a training output folder, which
+        must be exported first) and is not a Hub id.
+
+    Example
+    -------
+    >>> resolve_source("someuser/cmcr-model")
+    'someuser/cmcr-model'
+    >>> try:
+    ...     resolve_source("no-such-model")
+    ... except ModelSourceError as error:
+    ...     print(error)  # doctest: +NORMALIZE_WHITESPACE
+    no-such-model: no such model folder (a Hugging Face Hub repository id
+    has the form user/name)
+    """
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        check_model_folder(path, hparams_file)
+        return str(path.resolve())
+    if path.exists():
+        raise ModelSourceError(
+            f"{text}: is a file, not a model folder (pass the folder that "
+            f"holds {hparams_file})"
+        )
+    if HUB_ID.fullmatch(text) and not Path(text.split("/")[0]).is_dir():
+        return text
+    if text.startswith(("http://", "https://")):
+        return text
+    hints = []
+    parent = path.parent
+    if parent.is_dir() and parent != Path("."):
+        models = sorted(
+            child.name
+            for child in parent.iterdir()
+            if (child / hparams_file).is_file()
+        )
+        hints.append(f"{parent} holds: {', '.join(models) or 'no model'}")
+    if len(path.parts) == 1:
+        if (SHIPPED_MODELS / text / hparams_file).is_file():
+            hints.append(f"the shipped model is {SHIPPED_MODELS / text}")
+        hints.append("a Hugging Face Hub repository id has the form user/name")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    raise ModelSourceError(f"{text}: no such model folder{hint}")
+
+
+def check_model_folder(folder, hparams_file="hyperparams.yaml"):
+    """Refuses a folder that is not an exported model, before its
+    hyperparameters are loaded (a training run's would create folders).
+
+    Arguments
+    ---------
+    folder : pathlib.Path
+        The candidate model folder.
+    hparams_file : str
+        Name of its hyperparameters file.
+
+    Raises
+    ------
+    ModelSourceError
+        If it has no ``hparams_file``, or it is a training output folder.
+
+    Example
+    -------
+    >>> run = getfixture("tmp_path")
+    >>> _ = (run / "hyperparams.yaml").write_text("output_folder: results")
+    >>> try:
+    ...     check_model_folder(run)
+    ... except ModelSourceError as error:
+    ...     print(str(error).split(": ", 1)[1])  # doctest: +ELLIPSIS
+    a training output folder, not an exported model: export it first ...
+    """
+    hparams = folder / hparams_file
+    if not hparams.is_file():
+        raise ModelSourceError(
+            f"{folder}: no {hparams_file}, not a model folder"
+        )
+    if re.search(r"^output_folder:", hparams.read_text("utf-8"), re.M):
+        raise ModelSourceError(
+            f"{folder}: a training output folder, not an exported model: "
+            "export it first (python -m speechbrain_cmcr.export "
+            f"{folder} <export folder>) and pass the export folder"
+        )
+
+
+def claim_savedir(savedir, key):
+    """Readies ``savedir`` to serve the model ``key`` describes: if it
+    already does (its :data:`SAVEDIR_RECORD` says so), nothing changes;
+    otherwise what was fetched into it for another model is removed: the
+    recorded files, and links named like fetched files (removing a link
+    loses no data).
+
+    Arguments
+    ---------
+    savedir : pathlib.Path
+        The savedir (may not exist yet).
+    key : dict
+        ``source``, ``hparams_file`` and ``revision`` of the model.
+
+    Returns
+    -------
+    set of str
+        Names of the files already fetched for this model.
+
+    Raises
+    ------
+    ModelSourceError
+        If it holds a hyperparameters or checkpoint file that no fetch put
+        there (another model's folder?): nothing is removed then.
+
+    Example
+    -------
+    >>> savedir = getfixture("tmp_path")
+    >>> (savedir / "enhance_model.ckpt").symlink_to("/other/model.ckpt")
+    >>> key = {"source": "/a", "hparams_file": "hyperparams.yaml",
+    ...        "revision": None}
+    >>> claim_savedir(savedir, key), list(savedir.iterdir())
+    (set(), [])
+    """
+    if not savedir.is_dir():
+        return set()
+    try:
+        record = json.loads((savedir / SAVEDIR_RECORD).read_text("utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    if {name: record.get(name) for name in key} == key:
+        return set(record.get("files", []))
+    fetched = set(record.get("files", []))
+    stale = []
+    for entry in savedir.iterdir():
+        if entry.name == SAVEDIR_RECORD:
+            continue
+        model_file = entry.name == key["hparams_file"] or (
+            entry.suffix == ".ckpt"
+        )
+        if entry.name in fetched or (model_file and entry.is_symlink()):
+            stale.append(entry)
+        elif model_file:
+            raise ModelSourceError(
+                f"savedir {savedir} holds {entry.name}, which was not "
+                f"fetched from {key['source']} (another model's folder?); "
+                "pass an empty or new savedir, or none"
+            )
+    for entry in stale:
+        entry.unlink()
+    (savedir / SAVEDIR_RECORD).unlink(missing_ok=True)
+    return set()
 
 
 class EnhanceSpeech(Pretrained):
@@ -405,7 +764,8 @@ class EnhanceSpeech(Pretrained):
     files are mixed down to mono by averaging the channels. Silent (all-zero)
     inputs come back as silence, with a :class:`SilentInputWarning`; NaN/Inf
     samples, empty or unreadable inputs raise :class:`InvalidAudioError`
-    (a ``ValueError``) naming the input.
+    (a ``ValueError``) naming the input. Tensors of any float dtype are
+    converted to float32, the model's.
 
     Arguments
     ---------
@@ -443,6 +803,72 @@ class EnhanceSpeech(Pretrained):
         if missing:
             raise ValueError(f"Need modules {missing} in the hparams")
 
+    @classmethod
+    def from_hparams(
+        cls, source, hparams_file="hyperparams.yaml", savedir=None, **kwargs
+    ):
+        """Loads a model folder or Hub repository, checking first that
+        ``source`` names one (:func:`resolve_source`) and that ``savedir``
+        serves no other model (:func:`claim_savedir`).
+
+        Arguments
+        ---------
+        source : str or os.PathLike
+            Exported model folder or Hub repository id (``user/name``).
+        hparams_file : str
+            Name of the hyperparameters file in ``source``.
+        savedir : str or os.PathLike, optional
+            Folder to link (or copy) the model's files into. Default: none,
+            the files are used in place (local folder) or from the Hugging
+            Face cache (Hub). A savedir filled from another source is
+            emptied of what was fetched into it, then filled again.
+        **kwargs : dict
+            Passed to SpeechBrain's ``Pretrained.from_hparams``
+            (``run_opts``, ``local_strategy``, ``fetch_config``, ...).
+
+        Returns
+        -------
+        EnhanceSpeech
+            The loaded enhancer.
+
+        Raises
+        ------
+        ModelSourceError
+            If ``source`` names no model, or ``savedir`` holds files of
+            another model that it did not fetch.
+        """
+        source = resolve_source(source, hparams_file)
+        local = Path(source).is_absolute()
+        if savedir is not None and local and same_file(savedir, source):
+            savedir = None  # the model folder itself: use it in place
+        if savedir is None:
+            return super().from_hparams(source, hparams_file, **kwargs)
+        fetch_config = kwargs.get("fetch_config")
+        key = {
+            "source": source,
+            "hparams_file": hparams_file,
+            "revision": getattr(fetch_config, "revision", None),
+        }
+        savedir = Path(savedir)
+        known = claim_savedir(savedir, key)
+        before = set(os.listdir(savedir)) if savedir.is_dir() else set()
+        try:
+            return super().from_hparams(
+                source, hparams_file, savedir=savedir, **kwargs
+            )
+        finally:
+            if savedir.is_dir():
+                fetched = {
+                    entry.name
+                    for entry in savedir.iterdir()
+                    if entry.name not in before | {SAVEDIR_RECORD}
+                    and (entry.is_symlink() or not entry.is_dir())
+                }
+                record = {**key, "files": sorted(known | fetched)}
+                (savedir / SAVEDIR_RECORD).write_text(
+                    json.dumps(record, indent=2), encoding="utf-8"
+                )
+
     def enhance_batch(self, noisy, lengths=None):
         """Enhances a batch of waveforms at the model's sample rate, whole
         (no chunking: memory grows with the length).
@@ -450,16 +876,19 @@ class EnhanceSpeech(Pretrained):
         Arguments
         ---------
         noisy : torch.Tensor
-            Float waveforms ``[batch, time]``.
+            Float waveforms ``[batch, time]``; float64 (what
+            ``torch.from_numpy(soundfile.read(path)[0])`` gives) and other
+            float dtypes are converted to float32.
         lengths : torch.Tensor, optional
             Relative lengths in (0, 1], shape ``[batch]``.
 
         Returns
         -------
         torch.Tensor
-            Enhanced waveforms, same shape, on the model's device.
+            Enhanced waveforms, float32, same shape, on the model's device.
         """
         check_batch(noisy)
+        noisy = noisy.float()
         lengths = check_lengths(lengths, noisy)
         if (noisy.abs().amax(dim=1) == 0).any():
             warnings.warn(
@@ -486,9 +915,14 @@ class EnhanceSpeech(Pretrained):
             Input file, any format soundfile reads (wav, flac, ogg, ...), any
             sample rate and number of channels (mixed down to mono).
         output_filename : str or os.PathLike, optional
-            Where to write the result (format from the extension). The output
-            is written as it is computed, so memory stays bounded for any
-            length; without it, the whole waveform is returned.
+            Where to write the result (format from the extension; never the
+            input file). The output is written as it is computed, so memory
+            stays bounded for any length; without it, the whole waveform is
+            returned. It keeps the input's sample format (24-bit, float, ...)
+            where the output format allows it, else the format's default
+            (16-bit for wav and flac), warning with
+            :class:`ClippedOutputWarning` if samples beyond full scale had to
+            be clipped.
         output_sample_rate : int or "input", optional
             Rate of the result: None for the model's rate (default),
             ``"input"`` for the input file's rate, or a rate in Hz.
@@ -523,8 +957,15 @@ class EnhanceSpeech(Pretrained):
         >>> sf.info(out).frames, sf.info(out).samplerate
         (4410, 44100)
         """
+        path = check_path(path)
         if output_filename is not None:
             output_filename = check_output_format(output_filename)
+            if same_file(path, output_filename):
+                raise InvalidAudioError(
+                    f"{output_filename}: is the input file; writing the "
+                    "output there would overwrite it"
+                )
+        peaks, clipped = [], 0
         with open_audio(path) as audio:
             rate = self._output_rate(output_sample_rate, audio.samplerate)
             pieces = self._enhance_audio(
@@ -532,11 +973,32 @@ class EnhanceSpeech(Pretrained):
                 rate,
                 self._chunk_setting("chunk_seconds", chunk_seconds),
                 self._chunk_setting("chunk_overlap_seconds", overlap_seconds),
+                peaks,
             )
             if output_filename is None:
-                return torch.cat(list(pieces))
-            write_pieces(pieces, output_filename, rate)
-        return output_filename
+                result = torch.cat(list(pieces))
+            else:
+                clipped = write_pieces(
+                    pieces,
+                    output_filename,
+                    rate,
+                    output_subtype(output_filename, audio),
+                )
+                result = output_filename
+        if max(peaks) == 0:
+            warnings.warn(
+                f"{path}: all-zero input; the output is all zero",
+                SilentInputWarning,
+                stacklevel=2,
+            )
+        if clipped:
+            warnings.warn(
+                f"{output_filename}: {clipped} samples beyond full scale "
+                "clipped to [-1, 1] (write a float .wav to keep them)",
+                ClippedOutputWarning,
+                stacklevel=2,
+            )
+        return result
 
     def forward(self, noisy, lengths=None):
         """Same as :meth:`enhance_batch`."""
@@ -552,43 +1014,39 @@ class EnhanceSpeech(Pretrained):
         return enhanced.masked_fill(silent[:, None], 0.0)
 
     def _enhance_audio(
-        self, audio, output_rate, chunk_seconds, overlap_seconds
+        self, audio, output_rate, chunk_seconds, overlap_seconds, peaks
     ):
-        """Yields the enhanced, cross-faded pieces of an open file."""
+        """Yields the enhanced, cross-faded pieces of an open file; appends
+        the peak of each input block to ``peaks``."""
         chunk, overlap = chunk_plan(
             audio.samplerate,
             [self.hparams.sample_rate, output_rate],
             chunk_seconds,
             overlap_seconds,
         )
-        chunks = self._enhanced_chunks(audio, chunk, overlap, output_rate)
+        chunks = self._enhanced_chunks(
+            audio, chunk, overlap, output_rate, peaks
+        )
         return crossfade_chunks(
             chunks, overlap * output_rate // audio.samplerate
         )
 
-    def _enhanced_chunks(self, audio, chunk, overlap, output_rate):
+    def _enhanced_chunks(self, audio, chunk, overlap, output_rate, peaks):
         """Yields the enhanced overlapping chunks of an open file, resampled
-        to ``output_rate``; warns at the end if the input was silent."""
+        to ``output_rate``; appends the peak of each block to ``peaks``."""
         to_model = Resample(audio.samplerate, self.hparams.sample_rate)
         to_output = Resample(self.hparams.sample_rate, output_rate)
         ratio = output_rate / audio.samplerate  # trims resampling round-up
         blocks = audio.blocks(chunk, overlap, dtype="float32", always_2d=True)
-        audible = False
         for index, block in enumerate(blocks):
             mono = torch.from_numpy(block).mean(dim=1)
             check_finite(
                 mono, audio.name, index * (chunk - overlap), audio.samplerate
             )
-            audible = audible or bool(mono.abs().max() > 0)
+            peaks.append(float(mono.abs().max()))
             noisy = to_model(mono)[None].to(self.device)
             enhanced = to_output(self._enhance(noisy, None)[0].cpu())
             yield enhanced[: math.ceil(len(mono) * ratio)]
-        if not audible:
-            warnings.warn(
-                f"{audio.name}: all-zero input; the output is all zero",
-                SilentInputWarning,
-                stacklevel=2,
-            )
 
     def _output_rate(self, output_sample_rate, input_rate):
         """Resolves the ``output_sample_rate`` argument to Hz."""
@@ -631,7 +1089,9 @@ def check_batch(noisy):
     AudioTypeError
         If it is not a floating point tensor.
     InvalidAudioError
-        If it has another shape, no samples, or NaN/Inf.
+        If it has another shape (also ``[time, channels]``, soundfile's
+        layout: more rows than columns and at most ``MAX_CHANNELS``
+        columns), no samples, or NaN/Inf.
 
     Example
     -------
@@ -640,6 +1100,13 @@ def check_batch(noisy):
     ... except InvalidAudioError as error:
     ...     print(error)
     noisy: contains no samples
+    >>> try:
+    ...     check_batch(torch.zeros(16000, 2))
+    ... except InvalidAudioError as error:
+    ...     print(error)  # doctest: +NORMALIZE_WHITESPACE
+    noisy: shape [16000, 2] looks like [time, channels] (soundfile's
+    layout), expected [batch, time]: pass noisy.mean(dim=1)[None] to
+    enhance its mono mix
     """
     if not isinstance(noisy, torch.Tensor) or not noisy.is_floating_point():
         kind = type(noisy).__name__
@@ -655,6 +1122,12 @@ def check_batch(noisy):
         )
     if noisy.numel() == 0:
         raise InvalidAudioError("noisy: contains no samples")
+    if noisy.shape[1] < noisy.shape[0] and noisy.shape[1] <= MAX_CHANNELS:
+        raise InvalidAudioError(
+            f"noisy: shape {list(noisy.shape)} looks like [time, channels] "
+            "(soundfile's layout), expected [batch, time]: pass "
+            "noisy.mean(dim=1)[None] to enhance its mono mix"
+        )
     check_finite(noisy, "noisy")
 
 
