@@ -17,6 +17,10 @@ nothing else is needed to load it with
 - ``example.wav``: a noisy example;
 - ``README.md``: the model card.
 
+Files are replaced, never written through: exporting into a folder of
+symbolic links (such as a ``from_hparams`` savedir) replaces the links and
+leaves the files they point to alone.
+
 Authors
 -------
 speechbrain-cmcr contributors
@@ -25,6 +29,7 @@ speechbrain-cmcr contributors
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +38,15 @@ import torch
 from speechbrain.utils.checkpoints import Checkpointer
 
 from speechbrain_cmcr import __version__
+from speechbrain_cmcr.cli import error_message
 from speechbrain_cmcr.inference.enhancement import (
     DEFAULT_CHUNK_SECONDS,
     DEFAULT_OVERLAP_SECONDS,
+    SAVEDIR_RECORD,
     EnhanceSpeech,
     open_audio,
     read_state_dict,
+    replacing,
 )
 from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
 
@@ -82,10 +90,17 @@ def find_best_checkpoint(run_folder, key=BEST_KEY):
     >>> find_best_checkpoint(run).meta["pesq"]
     3.0
     """
+    if not Path(run_folder).is_dir():
+        raise FileNotFoundError(
+            2, "no such training output folder", str(run_folder)
+        )
     save_folder = Path(run_folder) / "save"
     if not save_folder.is_dir():
         raise FileNotFoundError(
-            2, "no checkpoint folder in the training output", str(save_folder)
+            2,
+            "no checkpoint folder in the training output (is it the "
+            "recipe's output_folder?)",
+            str(save_folder),
         )
     best = Checkpointer(save_folder).find_checkpoint(max_key=key)
     if best is None:
@@ -375,9 +390,7 @@ then:
 ```python
 from speechbrain_cmcr import EnhanceSpeech
 
-enhancer = EnhanceSpeech.from_hparams(
-    source="{source}", savedir="pretrained_models/cmcr"
-)
+enhancer = EnhanceSpeech.from_hparams(source="{source}")
 # Any sample rate and channel count; long files are processed in chunks.
 enhancer.enhance_file("noisy.wav", output_filename="enhanced.wav")
 # noisy: a float tensor [batch, time] at {config["sample_rate"]} Hz
@@ -514,6 +527,13 @@ def export_model(
     pathlib.Path
         The export folder.
 
+    Raises
+    ------
+    FileNotFoundError
+        If the run folder or its checkpoints are missing.
+    ValueError
+        If no checkpoint has a validation PESQ or a model configuration.
+
     Example
     -------
     >>> run = getfixture("tmp_path") / "run"
@@ -537,21 +557,36 @@ def export_model(
         f"({BEST_KEY}={checkpoint.meta[BEST_KEY]:.3f})\n"
         "Paper: Xu, Tu, Han, Yang, arXiv 2304.13439 (2023)"
     )
-    (folder / "hyperparams.yaml").write_text(
-        hyperparams_yaml(model.config, header), encoding="utf-8"
-    )
-    torch.save(model.state_dict(), folder / "enhance_model.ckpt")
-    write_example(folder / "example.wav", model.config["sample_rate"], example)
+    # A from_hparams savedir becomes a model folder of its own.
+    (folder / SAVEDIR_RECORD).unlink(missing_ok=True)
+    with replacing(folder / "hyperparams.yaml") as partial:
+        partial.write_text(
+            hyperparams_yaml(model.config, header), encoding="utf-8"
+        )
+    with replacing(folder / "enhance_model.ckpt") as partial:
+        torch.save(model.state_dict(), partial)
+    with replacing(folder / "example.wav") as partial:
+        write_example(partial, model.config["sample_rate"], example)
     card = model_card(
-        model, checkpoint, read_summary(run_folder), repo_id or folder.name
+        model, checkpoint, read_summary(run_folder), repo_id or _path(folder)
     )
     if notes:
         card = card.replace(
             "\n## Usage\n", f"\n{notes.strip()}\n\n## Usage\n", 1
         )
-    (folder / "README.md").write_text(card, encoding="utf-8")
+    with replacing(folder / "README.md") as partial:
+        partial.write_text(card, encoding="utf-8")
     _check_reload(folder, model)
     return folder
+
+
+def _path(folder):
+    """``folder`` as the model card's usage examples name it: relative to
+    the current folder when it is inside it, else absolute."""
+    folder = Path(folder).resolve()
+    if folder.is_relative_to(Path.cwd()):
+        return folder.relative_to(Path.cwd()).as_posix() or "."
+    return folder.as_posix()
 
 
 def _parse_args(argv=None):
@@ -587,16 +622,36 @@ def main(argv=None):
     ---------
     argv : list of str, optional
         Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 (after one line on stderr) if nothing
+        could be exported.
+
+    Example
+    -------
+    >>> main(["/no/such/run", "export"])
+    2
     """
     args = _parse_args(argv)
-    notes = None
-    if args.notes:
-        notes = Path(args.notes).read_text(encoding="utf-8")
-    folder = export_model(
-        args.run_folder, args.export_folder, args.example, args.repo_id, notes
-    )
+    try:
+        notes = None
+        if args.notes:
+            notes = Path(args.notes).read_text(encoding="utf-8")
+        folder = export_model(
+            args.run_folder,
+            args.export_folder,
+            args.example,
+            args.repo_id,
+            notes,
+        )
+    except (OSError, ValueError) as error:
+        print(f"export: error: {error_message(error)}", file=sys.stderr)
+        return 2
     print(f"Exported to {folder}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

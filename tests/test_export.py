@@ -1,7 +1,9 @@
 """Export of a training run to an inference folder, and its round trip
 through ``EnhanceSpeech.from_hparams``."""
 
+import hashlib
 import json
+import re
 import shutil
 
 import numpy as np
@@ -154,6 +156,9 @@ def test_example_is_given_file_or_generated(tmp_path):
 
 
 def test_export_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such training output"):
+        export_model(tmp_path / "nothing", tmp_path / "export")
+    (tmp_path / "nothing").mkdir()
     with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
         export_model(tmp_path / "nothing", tmp_path / "export")
     Checkpointer(tmp_path / "run" / "save").save_checkpoint(meta={"loss": 1})
@@ -165,3 +170,54 @@ def test_export_errors(tmp_path):
     )
     with pytest.raises(ValueError, match="no model configuration"):
         export_model(tmp_path / "run2", tmp_path / "export")
+
+
+def digests(folder):
+    """File name -> sha256 of the files in ``folder``."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in folder.iterdir()
+    }
+
+
+def test_export_into_a_savedir_leaves_the_source_alone(exported, tmp_path):
+    source, _ = exported
+    before = digests(source)
+    savedir = tmp_path / "savedir"
+    EnhanceSpeech.from_hparams(source=str(source), savedir=str(savedir))
+    assert (savedir / "enhance_model.ckpt").is_symlink()
+    new = make_run_folder(tmp_path / "run", {7: 2.0})
+    assert main([str(tmp_path / "run"), str(savedir)]) == 0
+    assert digests(source) == before
+    assert not any(path.is_symlink() for path in savedir.iterdir())
+    noisy = torch.randn(1, 2000, generator=torch.Generator().manual_seed(0))
+    loaded = EnhanceSpeech.from_hparams(source=str(savedir))
+    torch.testing.assert_close(loaded.enhance_batch(noisy), new.enhance(noisy))
+    # Now a model folder of its own, it is not taken over as a savedir.
+    with pytest.raises(ValueError, match="not fetched from"):
+        EnhanceSpeech.from_hparams(source=str(source), savedir=str(savedir))
+    assert digests(source) == before
+
+
+def test_card_usage_lines_load_the_export(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_run_folder(tmp_path / "run", {0: 2.0})
+    export = export_model(tmp_path / "run", tmp_path / "models" / "mine")
+    card = (export / "README.md").read_text()
+    (source,) = re.findall(r'source="([^"]+)"', card)
+    (model,) = re.findall(r"cmcr-enhance .* --model (\S+)", card)
+    assert source == model == "models/mine"
+    EnhanceSpeech.from_hparams(source=source)
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    export = tmp_path / "export"
+    assert main([str(tmp_path / "no_run"), str(export)]) == 2
+    assert capsys.readouterr().err == (
+        f"export: error: {tmp_path / 'no_run'}: no such training output "
+        "folder\n"
+    )
+    (tmp_path / "run").mkdir()
+    assert main([str(tmp_path / "run"), str(export)]) == 2
+    assert "no checkpoint folder" in capsys.readouterr().err
+    assert not export.exists()
