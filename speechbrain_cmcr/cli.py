@@ -7,9 +7,11 @@ Example::
 
 Folders are searched recursively for .wav, .flac and .ogg files and their
 layout is kept under the output folder; outputs keep the input's name and
-format. Files already enhanced are skipped unless ``--overwrite``. A file
-that fails is reported and the others go on; the exit status is 1 if any
-file failed, 2 if nothing could start (bad model, no inputs).
+format (sample format too, where the format allows it). Files already
+enhanced are skipped unless ``--overwrite``. A file that fails is reported
+and the others go on; the exit status is 1 if any file failed, 2 if nothing
+could start (bad model, device or output folder, no inputs), after one line
+on stderr.
 
 Authors
 -------
@@ -17,8 +19,10 @@ speechbrain-cmcr contributors
 """
 
 import argparse
-import re
+import os
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 from typing import List, NamedTuple, Tuple
 
@@ -29,7 +33,6 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 DEFAULT_MODEL = (
     Path(__file__).resolve().parent.parent / "pretrained" / "cmcr-dns-small"
 )
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 class Job(NamedTuple):
@@ -101,12 +104,12 @@ def build_parser():
     )
     parser.add_argument(
         "--savedir",
-        help="where to keep the fetched model files (default: the Hugging "
-        "Face cache for Hub models)",
+        help="folder to link the model files into (default: none; a local "
+        "folder is used in place, a Hub model from the Hugging Face cache)",
     )
     parser.add_argument(
         "--device",
-        help="torch device, e.g. cpu or cuda:0 (default: cuda if available)",
+        help="torch device: cpu, cuda or cuda:N (default: cuda if available)",
     )
     parser.add_argument(
         "--input-rate",
@@ -133,12 +136,12 @@ def model_source(model):
     Returns
     -------
     str
-        The same source.
+        The absolute folder path or the Hub id (see ``resolve_source``).
 
     Raises
     ------
     UsageError
-        If it is neither an existing folder nor a Hub id.
+        If it is neither a model folder nor a Hub id.
 
     Example
     -------
@@ -148,20 +151,109 @@ def model_source(model):
     ...     model_source("./no/such/folder")
     ... except UsageError as error:
     ...     print(error)
-    --model ./no/such/folder: no such folder, and not a Hub repository id
+    --model ./no/such/folder: no such model folder
     """
-    if Path(model).is_dir():
-        return model
-    if Path(model) == DEFAULT_MODEL:
+    from speechbrain_cmcr.inference.enhancement import (
+        ModelSourceError,
+        resolve_source,
+    )
+
+    if Path(model) == DEFAULT_MODEL and not DEFAULT_MODEL.is_dir():
         raise UsageError(
             f"the default model folder {DEFAULT_MODEL} is missing; pass "
             "--model with an exported model folder or a Hub repository id"
         )
-    if HUB_ID.fullmatch(model) and not Path(model).exists():
-        return model
-    raise UsageError(
-        f"--model {model}: no such folder, and not a Hub repository id"
-    )
+    try:
+        return resolve_source(model)
+    except ModelSourceError as error:
+        raise UsageError(f"--model {error}") from error
+
+
+def check_device(device):
+    """Refuses a ``--device`` that torch does not know or that is absent.
+
+    Arguments
+    ---------
+    device : str or None
+        The option (None: the CPU).
+
+    Raises
+    ------
+    UsageError
+        If it is not ``cpu``, ``cuda`` or ``cuda:N`` of a present GPU.
+
+    Example
+    -------
+    >>> try:
+    ...     check_device("gpu")
+    ... except UsageError as error:
+    ...     print(error)
+    --device gpu: not a device here (use cpu, cuda or cuda:N)
+    """
+    if device is None:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise UsageError(
+            f"--device {device}: not a device here (use cpu, cuda or cuda:N)"
+        )
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"--device {device}: no CUDA GPU is available here; use "
+            "--device cpu"
+        )
+    if parsed.type == "cuda" and (parsed.index or 0) >= (
+        count := torch.cuda.device_count()
+    ):
+        raise UsageError(
+            f"--device {device}: there are {count} CUDA GPU(s), numbered from 0"
+        )
+
+
+def check_output_dir(output_dir):
+    """Refuses an output folder that cannot be made or written, before the
+    model is loaded (nothing is created here).
+
+    Arguments
+    ---------
+    output_dir : str or os.PathLike
+        The ``--output-dir``.
+
+    Raises
+    ------
+    UsageError
+        If it, or the folder it would be made in, is a file or not writable.
+
+    Example
+    -------
+    >>> file = getfixture("tmp_path") / "notes.txt"
+    >>> _ = file.write_text("")
+    >>> try:
+    ...     check_output_dir(file / "enhanced")
+    ... except UsageError as error:
+    ...     print(error)  # doctest: +ELLIPSIS
+    --output-dir ...enhanced: ...notes.txt is a file, not a folder
+    """
+    existing = Path(output_dir).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(
+            f"--output-dir {output_dir}: {existing} is a file, not a folder"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise UsageError(
+            f"--output-dir {output_dir}: cannot write in {existing} "
+            f"({error.strerror})"
+        ) from error
 
 
 def plan_jobs(inputs, output_dir):
@@ -171,7 +263,7 @@ def plan_jobs(inputs, output_dir):
     ---------
     inputs : list of str
         Files or folders (searched recursively for audio files; anything
-        under ``output_dir`` is left out).
+        under ``output_dir`` is left out). A file named twice is done once.
     output_dir : str or os.PathLike
         Output folder.
 
@@ -180,24 +272,45 @@ def plan_jobs(inputs, output_dir):
     list of Job
         One job per input file, in a stable order.
 
+    Raises
+    ------
+    UsageError
+        If there is no file to enhance.
+
     Example
     -------
-    >>> plan_jobs(["a/x.wav"], "out")
+    >>> plan_jobs(["a/x.wav", "a/../a/x.wav"], "out")
     [Job(source=PosixPath('a/x.wav'), output=PosixPath('out/x.wav'))]
     """
     output_dir = Path(output_dir)
-    jobs = []
+    jobs, planned, left_out = [], set(), 0
     for item in map(Path, inputs):
-        if not item.is_dir():
-            jobs.append(Job(item, output_dir / item.name))
-            continue
-        for source in sorted(item.rglob("*")):
-            if (
-                source.suffix.lower() in AUDIO_SUFFIXES
-                and source.is_file()
-                and not source.resolve().is_relative_to(output_dir.resolve())
-            ):
-                jobs.append(Job(source, output_dir / source.relative_to(item)))
+        candidates = [Job(item, output_dir / item.name)]
+        if item.is_dir():
+            found = [
+                source
+                for source in sorted(item.rglob("*"))
+                if source.suffix.lower() in AUDIO_SUFFIXES and source.is_file()
+            ]
+            candidates = [
+                Job(source, output_dir / source.relative_to(item))
+                for source in found
+                if not source.resolve().is_relative_to(output_dir.resolve())
+            ]
+            left_out += len(found) - len(candidates)
+        for job in candidates:
+            key = (job.source.resolve(), job.output.resolve())
+            if key not in planned:
+                planned.add(key)
+                jobs.append(job)
+    if not jobs:
+        reason = "no audio files found in the inputs"
+        if left_out:
+            reason += (
+                f" ({left_out} left out as they are inside the output folder "
+                f"{output_dir}: choose an output folder outside the inputs)"
+            )
+        raise UsageError(reason)
     return jobs
 
 
@@ -221,7 +334,9 @@ def conflict(job, earlier_outputs):
     >>> conflict(Job(Path("a.wav"), Path("a.wav")), {})
     'the output would overwrite the input'
     """
-    if job.output.resolve() == job.source.resolve():
+    from speechbrain_cmcr.inference.enhancement import same_file
+
+    if same_file(job.source, job.output):
         return "the output would overwrite the input"
     if job.output in earlier_outputs:
         return f"same output name as {earlier_outputs[job.output]}"
@@ -229,7 +344,8 @@ def conflict(job, earlier_outputs):
 
 
 def enhance_all(enhancer, jobs, overwrite=False, output_sample_rate=None):
-    """Enhances each job's file, skipping done ones and collecting failures.
+    """Enhances each job's file, skipping done ones and collecting failures;
+    failures and warnings are printed as they come, one line each.
 
     Arguments
     ---------
@@ -275,7 +391,13 @@ def enhance_all(enhancer, jobs, overwrite=False, output_sample_rate=None):
         if error is None and job.output.exists() and not overwrite:
             skipped += 1
             continue
-        error = error or _enhance_one(enhancer, job, output_sample_rate)
+        if error is None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                error = _enhance_one(enhancer, job, output_sample_rate)
+            for warning in caught:
+                message = _about(job.source, str(warning.message))
+                tqdm.write(f"WARNING {job.source}: {message}", file=sys.stderr)
         if error is None:
             enhanced += 1
         else:
@@ -299,15 +421,43 @@ def _enhance_one(enhancer, job, output_sample_rate):
     Returns
     -------
     str or None
-        The error message.
+        The error message (without the input's name).
     """
     try:
         enhancer.enhance_file(
             job.source, job.output, output_sample_rate=output_sample_rate
         )
     except (ValueError, OSError, RuntimeError) as error:
-        return str(error)
+        return _about(job.source, error_message(error))
     return None
+
+
+def error_message(error):
+    """An error as one line: ``path: reason`` for a file system error.
+
+    Arguments
+    ---------
+    error : Exception
+        The error.
+
+    Returns
+    -------
+    str
+        Its message.
+
+    Example
+    -------
+    >>> error_message(FileNotFoundError(2, "audio file not found", "a.wav"))
+    'a.wav: audio file not found'
+    """
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{os.fsdecode(error.filename)}: {error.strerror}"
+    return str(error)
+
+
+def _about(source, message):
+    """``message`` without the ``source: `` it starts with, if it does."""
+    return message.removeprefix(f"{source}: ")
 
 
 def print_report(report):
@@ -378,13 +528,13 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         jobs = plan_jobs(args.inputs, args.output_dir)
-        if not jobs:
-            raise UsageError("no audio files found in the inputs")
+        check_output_dir(args.output_dir)
+        check_device(args.device)
         enhancer = _load_enhancer(
             model_source(args.model), args.savedir, args.device
         )
-    except (UsageError, ValueError, OSError) as error:
-        print(f"cmcr-enhance: error: {error}", file=sys.stderr)
+    except (UsageError, ValueError, OSError, RuntimeError) as error:
+        print(f"cmcr-enhance: error: {error_message(error)}", file=sys.stderr)
         return 2
     report = enhance_all(
         enhancer,

@@ -7,9 +7,10 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from test_export import exported_tiny_model
+from test_export import exported_tiny_model, make_run_folder
 
 from speechbrain_cmcr import cli
+from speechbrain_cmcr.export import export_model
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -95,14 +96,18 @@ def test_files_missing_and_colliding(model, inputs, tmp_path, capsys):
     assert "missing.wav" in err and "audio file not found" in err
 
 
-def test_silent_files_warn_each_time(model, tmp_path):
+def test_silent_files_warn_each_time_in_one_line(model, tmp_path, capsys):
     for name in ["s1.wav", "s2.wav"]:
         sf.write(tmp_path / name, np.zeros(1600), 16000)
     args = [str(tmp_path / "s1.wav"), str(tmp_path / "s2.wav")]
-    with pytest.warns(UserWarning) as caught:
-        status = cli.main(args + ["-o", str(tmp_path / "o"), "--model", model])
+    status = cli.main(args + ["-o", str(tmp_path / "o"), "--model", model])
     assert status == 0
-    assert sum("all-zero input" in str(w.message) for w in caught) == 2
+    lines = capsys.readouterr().err.splitlines()
+    for name in ["s1.wav", "s2.wav"]:
+        assert (
+            f"WARNING {tmp_path / name}: all-zero input; the output is all "
+            "zero" in lines
+        )
 
 
 def test_run_cannot_start(tmp_path, inputs, monkeypatch, capsys):
@@ -111,7 +116,7 @@ def test_run_cannot_start(tmp_path, inputs, monkeypatch, capsys):
     assert cli.main([str(inputs), "-o", out]) == 2
     assert "default model folder" in capsys.readouterr().err
     assert cli.main([str(inputs), "-o", out, "--model", "./nope"]) == 2
-    assert "not a Hub repository id" in capsys.readouterr().err
+    assert "./nope: no such model folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert cli.main([str(tmp_path / "empty"), "-o", out]) == 2
     assert "no audio files" in capsys.readouterr().err
@@ -127,3 +132,125 @@ def test_help_in_a_subprocess():
     )
     assert "usage: cmcr-enhance" in result.stdout
     assert "--output-dir" in result.stdout
+
+
+def one_error_line(capsys):
+    """The only stderr line, checked to be a ``cmcr-enhance: error:``."""
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cmcr-enhance: error: ")
+    return lines[0]
+
+
+def training_output_folder(folder):
+    """A recipe's output folder (not exported) of a fabricated run; its
+    hyperparams.yaml, loaded, would make results/cmcr/1/save here."""
+    make_run_folder(folder, {0: 2.0})
+    (folder / "hyperparams.yaml").write_text(
+        "output_folder: !ref results/cmcr/1\n"
+        "save_folder: !ref <output_folder>/save\n"
+        "checkpointer: !new:speechbrain.utils.checkpoints.Checkpointer\n"
+        "    checkpoints_dir: !ref <save_folder>\n"
+    )
+    return folder
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--device", "cuda"], "--device cuda: no CUDA GPU is available"),
+        (["--device", "gpu"], "--device gpu: not a device here"),
+        (["--model", "{run}"], "a training output folder, not an exported"),
+        (["-o", "{file}"], "notes.txt is a file, not a folder"),
+        (["-o", "{file}/sub"], "notes.txt is a file, not a folder"),
+    ],
+    ids=["no-gpu", "bad-device", "training-folder", "file", "under-a-file"],
+)
+def test_start_up_errors_exit_2_in_one_line(
+    model, inputs, tmp_path, monkeypatch, capsys, options, message
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    (tmp_path / "notes.txt").write_text("")
+    run = training_output_folder(tmp_path / "run")
+    places = {"run": run, "file": tmp_path / "notes.txt"}
+    options = [option.format(**places) for option in options]
+    args = [str(inputs), "-o", str(tmp_path / "out"), "--model", model]
+    assert cli.main(args + options) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_reused_savedir_serves_the_model_asked_for(model, tmp_path):
+    make_run_folder(tmp_path / "run", {5: 2.0})
+    other = export_model(tmp_path / "run", tmp_path / "other")
+    clip = tmp_path / "in" / "clip.wav"
+    clip.parent.mkdir()
+    sf.write(clip, noise(0.2, 16000), 16000)
+    outputs = {}
+    for name, source in [("first", model), ("other", str(other))]:
+        out = tmp_path / name
+        args = [str(clip), "--model", source]
+        savedir = ["--savedir", str(tmp_path / "sd")]
+        assert cli.main(args + ["-o", str(out)] + savedir) == 0
+        assert cli.main(args + ["-o", str(out / "no_savedir")]) == 0
+        outputs[name] = sf.read(out / "clip.wav")[0]
+        np.testing.assert_array_equal(
+            outputs[name], sf.read(out / "no_savedir" / "clip.wav")[0]
+        )
+    assert not np.array_equal(outputs["first"], outputs["other"])
+
+
+def test_mistyped_model_path_is_not_taken_for_a_hub_id(
+    model, inputs, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(pathlib.Path(model).parent.parent)
+    typo = f"{pathlib.Path(model).parent.name}/exprot"
+    args = [str(inputs), "-o", str(tmp_path / "out"), "--model", typo]
+    assert cli.main(args) == 2
+    assert one_error_line(capsys).endswith(
+        f"--model {typo}: no such model folder "
+        f"({pathlib.Path(model).parent.name} holds: export)"
+    )
+
+
+def test_same_file_twice_is_enhanced_once(model, inputs, tmp_path, capsys):
+    (inputs / "bad.wav").unlink()
+    out = tmp_path / "enhanced"
+    a = str(inputs / "a.wav")
+    args = [a, a, str(inputs), "-o", str(out), "--model", model]
+    assert cli.main(args) == 0
+    assert "3 enhanced, 0 skipped" in capsys.readouterr().out
+
+
+def test_inputs_inside_the_output_folder_are_explained(model, inputs, capsys):
+    assert cli.main([str(inputs), "-o", str(inputs), "--model", model]) == 2
+    assert one_error_line(capsys) == (
+        "cmcr-enhance: error: no audio files found in the inputs (4 left out "
+        f"as they are inside the output folder {inputs}: choose an output "
+        "folder outside the inputs)"
+    )
+
+
+def test_failure_lines_name_the_file_once(model, inputs, tmp_path, capsys):
+    out = tmp_path / "enhanced"
+    missing = tmp_path / "missing.wav"
+    args = [str(inputs / "bad.wav"), str(missing), "-o", str(out)]
+    assert cli.main(args + ["--model", model]) == 1
+    err = capsys.readouterr().err
+    assert f"  {missing}: audio file not found\n" in err
+    assert f"  {inputs / 'bad.wav'}: not a readable audio file" in err
+    assert err.count(str(missing)) == 2  # as it fails, and in the summary
+
+
+def test_outputs_keep_the_sample_format(model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    loud = 3.0 * noise(0.3, 16000)  # beyond full scale
+    sf.write(folder / "float.wav", loud, 16000, subtype="FLOAT")
+    sf.write(folder / "int24.flac", loud / 4, 16000, subtype="PCM_24")
+    out = tmp_path / "out"
+    assert cli.main([str(folder), "-o", str(out), "--model", model]) == 0
+    assert sf.info(out / "float.wav").subtype == "FLOAT"
+    assert sf.info(out / "int24.flac").subtype == "PCM_24"
+    assert np.abs(sf.read(out / "float.wav")[0]).max() > 1
