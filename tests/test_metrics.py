@@ -328,3 +328,57 @@ def test_devdata_matches_pysepm(deg_name, expected):
     scores = metrics.evaluate_pair(ref, read_wav(DEVDATA / deg_name), FS)
     for metric, value in zip(METRICS, expected):
         assert scores[metric] == pytest.approx(value, abs=0.01), metric
+
+
+@pytest.mark.parametrize(
+    "func",
+    [
+        metrics.pesq_wb,
+        metrics.stoi,
+        metrics.ssnr,
+        metrics.llr,
+        metrics.wss,
+        metrics.composite,
+        metrics.evaluate_pair,
+    ],
+)
+def test_silent_reference_is_refused_by_every_metric(clean, func):
+    with pytest.raises(ValueError, match="undefined: ref is all zeros"):
+        func(np.zeros(clean.size), clean, FS)
+
+
+def test_si_sdr_refuses_a_silent_reference(clean):
+    with pytest.raises(ValueError, match="undefined for a constant ref"):
+        metrics.si_sdr(np.zeros(clean.size), clean)
+
+
+@pytest.mark.parametrize("seconds", [100 / FS, 0.3, 0.409])
+def test_stoi_of_too_short_signals_names_the_minimum(clean, seconds):
+    x = clean[: int(seconds * FS)]
+    with pytest.raises(ValueError, match=r"STOI needs at least 0\.41 s"):
+        metrics.stoi(x, add_noise(x, 10.0), FS)
+
+
+def test_stoi_minimum_length_is_exact():
+    x = np.random.default_rng(0).normal(0, 0.1, 6554)  # 0.41 s, no silence
+    assert metrics.stoi(x, add_noise(x, 10.0), FS) > 0.5
+    with pytest.raises(ValueError, match="6554 samples at 16000 Hz"):
+        metrics.stoi(x[:-1], add_noise(x[:-1], 10.0), FS)
+
+
+def test_stoi_of_mostly_silent_reference_names_the_minimum(clean):
+    x = np.zeros(FS)
+    x[:4000] = clean[:4000]  # 0.25 s of speech in one second
+    with pytest.raises(ValueError, match="within 40 dB of its loudest"):
+        metrics.stoi(x, add_noise(x, 10.0), FS)
+
+
+def test_evaluate_pair_on_short_speech_raises(clean):
+    x = clean[: int(0.3 * FS)]  # long enough for PESQ, not for STOI
+    with pytest.raises(ValueError, match=r"STOI needs at least 0\.41 s"):
+        metrics.evaluate_pair(x, add_noise(x, 10.0), FS)
+
+
+def test_pesq_of_too_short_signals_names_the_minimum(clean):
+    with pytest.raises(ValueError, match=r"PESQ needs at least 0\.25 s"):
+        metrics.pesq_wb(clean[:3999], clean[:3999], FS)

@@ -11,6 +11,13 @@ Conventions
   int16 samples (or, worse, float samples divided by 32768 a second time).
 * Both signals must have the same number of samples: nothing is trimmed
   silently, a mismatch raises ``ValueError`` (align or trim them first).
+* Every metric is undefined for a digitally silent (all-zero) reference and
+  raises ``ValueError`` for one. Signals too short for a metric raise
+  ``ValueError`` naming its minimum: 0.25 s for PESQ (and so for the
+  composite measures), 0.41 s of reference that is not silent for STOI
+  (30 frames of 25.6 ms, hop 12.8 ms, after pystoi drops the frames more
+  than 40 dB below the loudest), 37.5 ms for SSNR, LLR and WSS (one 30 ms
+  frame and a hop).
 * PESQ is ITU-T P.862.2 wide band (MOS-LQO) from the ``pesq`` package, so
   PESQ and the composite measures need ``fs == 16000``.
 * STOI is the classic measure of Taal et al. (2011) from ``pystoi``.
@@ -50,6 +57,8 @@ Conventions
   the wide-band PESQ score instead.
 """
 
+import math
+import warnings
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -57,6 +66,12 @@ import pesq as pesq_package
 import pystoi
 
 PESQ_RATE = 16000
+PESQ_MIN_SECONDS = 0.25
+# pystoi works at 10 kHz and needs 30 STFT frames (256 samples, hop 128):
+# more than 4096 samples left once its silent frames are removed.
+STOI_MIN_SECONDS = 0.41
+_STOI_RATE = 10000
+_STOI_MAX_TOO_SHORT = 4096
 _MATLAB_EPS = np.finfo(np.float64).eps
 _TRIM_FRACTION = 0.95
 _SSNR_RANGE = (-10.0, 35.0)
@@ -140,6 +155,30 @@ def _check_pair(ref, deg):
             f"{deg.size}; align or trim them first"
         )
     return ref, deg
+
+
+def _check_not_silent(x, name, metric):
+    """Raises ``ValueError`` if ``x`` is all zeros, for which ``metric`` is
+    undefined.
+
+    Arguments
+    ---------
+    x : numpy.ndarray
+        Checked signal.
+    name : str
+        Its name in the message.
+    metric : str
+        The metric's name in the message.
+
+    Example
+    -------
+    >>> _check_not_silent(np.zeros(3), "ref", "SSNR")
+    Traceback (most recent call last):
+    ...
+    ValueError: SSNR is undefined: ref is all zeros
+    """
+    if not np.any(x):
+        raise ValueError(f"{metric} is undefined: {name} is all zeros")
 
 
 def _check_pesq_rate(fs):
@@ -604,10 +643,20 @@ def _pesq_checked(ref, deg):
     Traceback (most recent call last):
     ...
     ValueError: PESQ is undefined: ref is all zeros
+    >>> _pesq_checked(np.ones(3999), np.ones(3999))
+    Traceback (most recent call last):
+    ...
+    ValueError: PESQ needs at least 0.25 s (4000 samples at 16000 Hz), got ...
     """
     for name, x in (("ref", ref), ("deg", deg)):
-        if not np.any(x):
-            raise ValueError(f"PESQ is undefined: {name} is all zeros")
+        _check_not_silent(x, name, "PESQ")
+    needed = math.ceil(PESQ_MIN_SECONDS * PESQ_RATE)
+    if ref.size < needed:
+        raise ValueError(
+            f"PESQ needs at least {PESQ_MIN_SECONDS} s ({needed} samples at "
+            f"{PESQ_RATE} Hz), got {ref.size} samples "
+            f"({ref.size / PESQ_RATE:.3f} s)"
+        )
     try:
         return float(pesq_package.pesq(PESQ_RATE, ref, deg, "wb"))
     except pesq_package.PesqError as error:
@@ -662,14 +711,43 @@ def stoi(ref, deg, fs: int) -> float:
     float
         STOI, at most 1.
 
+    Raises
+    ------
+    ValueError
+        If ``ref`` is silent, or has less than 0.41 s that is not (pystoi
+        would return 1e-5 or fail).
+
     Example
     -------
     >>> x = np.random.default_rng(0).normal(0, 0.1, 32000)
     >>> round(stoi(x, x, 16000), 3)
     1.0
+    >>> stoi(x[:100], x[:100], 16000)
+    Traceback (most recent call last):
+    ...
+    ValueError: STOI needs at least 0.41 s (6554 samples at 16000 Hz), got ...
     """
     ref, deg = _check_pair(ref, deg)
-    return float(pystoi.stoi(ref, deg, fs, extended=False))
+    _check_not_silent(ref, "ref", "STOI")
+    # pystoi's resampling to 10 kHz rounds the length up.
+    needed = math.floor(_STOI_MAX_TOO_SHORT * fs / _STOI_RATE) + 1
+    if ref.size < needed:
+        raise ValueError(
+            f"STOI needs at least {STOI_MIN_SECONDS} s ({needed} samples at "
+            f"{fs} Hz), got {ref.size} samples ({ref.size / fs:.3f} s)"
+        )
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "error", "Not enough STFT frames", RuntimeWarning
+        )
+        try:
+            return float(pystoi.stoi(ref, deg, fs, extended=False))
+        except RuntimeWarning as warning:
+            raise ValueError(
+                f"STOI needs at least {STOI_MIN_SECONDS} s of ref within 40 "
+                "dB of its loudest frame, ref has less "
+                f"({ref.size / fs:.3f} s in all)"
+            ) from warning
 
 
 def si_sdr(ref, deg) -> float:
@@ -739,6 +817,7 @@ def ssnr(ref, deg, fs: int) -> float:
     35.0
     """
     ref, deg = _check_pair(ref, deg)
+    _check_not_silent(ref, "ref", "SSNR")
     return float(np.mean(_segmental_snrs(_frames(ref, fs), _frames(deg, fs))))
 
 
@@ -768,6 +847,7 @@ def llr(ref, deg, fs: int) -> float:
     True
     """
     ref, deg = _check_pair(ref, deg)
+    _check_not_silent(ref, "ref", "LLR")
     frames = _frames(ref, fs), _frames(deg, fs)
     return _trimmed_mean(_llr_frames(*frames, fs))
 
@@ -798,6 +878,7 @@ def wss(ref, deg, fs: int) -> float:
     True
     """
     ref, deg = _check_pair(ref, deg)
+    _check_not_silent(ref, "ref", "WSS")
     frames = _frames(ref, fs), _frames(deg, fs)
     return _trimmed_mean(_wss_frames(*frames, fs))
 
@@ -831,6 +912,7 @@ def composite(
     """
     ref, deg = _check_pair(ref, deg)
     _check_pesq_rate(fs)
+    _check_not_silent(ref, "ref", "CSIG/CBAK/COVL")
     if pesq_score is None:
         pesq_score = _pesq_checked(ref, deg)
     return _composite_scores(pesq_score, *_composite_parts(ref, deg, fs))
