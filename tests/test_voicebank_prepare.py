@@ -297,6 +297,28 @@ def test_command_line(data_folder, tmp_path, capsys):
     assert _speakers(_load(str(tmp_path / "save"), "valid")) == {"p226", "p287"}
 
 
+def test_empty_corpus_folders_are_named(tmp_path):
+    data = tmp_path / "vb"
+    for noisy, clean in vp.SUBFOLDERS.values():
+        os.makedirs(data / noisy)
+        os.makedirs(data / clean)
+    with pytest.raises(ValueError, match="no .wav files in") as info:
+        vp.prepare_voicebank(str(data), str(tmp_path / "save"))
+    for folder in vp.ARCHIVES:
+        assert str(data / folder.removesuffix(".zip")) in str(info.value)
+    assert "speakers" not in str(info.value)
+    assert not os.path.exists(tmp_path / "save")
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    missing = str(tmp_path / "missing")
+    assert vp.main(["prepare", missing, str(tmp_path / "save")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{os.path.basename(sys.argv[0])}: error: ")
+    assert f"{missing} lacks noisy_trainset_28spk_wav" in lines[0]
+
+
 def test_unpack_zip_without_top_folder(tmp_path):
     with zipfile.ZipFile(tmp_path / "clean_testset_wav.zip", "w") as zf:
         zf.writestr("p232_001.wav", b"x")

@@ -37,6 +37,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -137,6 +138,8 @@ def find_voicebank_folders(data_folder):
     ------
     FileNotFoundError
         Naming the missing folders and how to get them.
+    ValueError
+        Naming the folders that hold no wav file.
 
     Example
     -------
@@ -161,6 +164,13 @@ def find_voicebank_folders(data_folder):
             "(or by hand from https://datashare.ed.ac.uk/handle/10283/2791), "
             "or make the demo corpus with "
             f"`python -m speechbrain_cmcr.dataio.demo_corpus {data_folder}`."
+        )
+    empty = [folder for folder in found.values() if not _wav_names(folder)]
+    if empty:
+        raise ValueError(
+            f"no .wav files in {', '.join(empty)}: put the corpus there, or "
+            "delete them and run `python voicebank_prepare.py download "
+            f"{data_folder}`"
         )
     return found
 
@@ -706,6 +716,12 @@ def _check_size(path, size, url):
     raise DownloadError(f"{url}: got {actual} bytes, expected {size}; removed")
 
 
+# Not speechbrain.utils.data_utils.download_file (SpeechBrain 1.1.2): measured
+# against a server that drops the connection halfway through a 3 MB file, it
+# raised ContentTooShortError but left the 1.5 MB half at the destination,
+# and the next call printed "exists. Skipping download" and kept it (nor can
+# it resume: a 2.3 GB archive would start over). This one downloads to
+# ``.part``, resumes with Range requests and checks the size before renaming.
 def download_file(url, path, expected_size=None, timeout=60.0, retries=3):
     """Downloads ``url`` to ``path``, resuming a previous partial download.
 
@@ -937,29 +953,39 @@ def main(argv=None):
     argv : list of str, optional
         Arguments (default: ``sys.argv[1:]``).
 
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 (after one line on stderr) if the
+        corpus is missing or faulty or the download failed.
+
     Example
     -------
     >>> main(["prepare", "/vb", "/out", "--sample-rate", "8000"])
-    Traceback (most recent call last):
-    ...
-    FileNotFoundError: /vb lacks ...
+    2
     """
-    args = _parser().parse_args(argv)
-    if args.command == "download":
-        download_voicebank(
-            args.dest_folder,
-            args.base_url,
-            remove_archives=args.remove_archives,
-        )
-    else:
-        prepare_voicebank(
-            args.data_folder,
-            args.save_folder,
-            args.valid_speakers,
-            args.sample_rate,
-            num_workers=args.num_workers,
-        )
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "download":
+            download_voicebank(
+                args.dest_folder,
+                args.base_url,
+                remove_archives=args.remove_archives,
+            )
+        else:
+            prepare_voicebank(
+                args.data_folder,
+                args.save_folder,
+                args.valid_speakers,
+                args.sample_rate,
+                num_workers=args.num_workers,
+            )
+    except (OSError, ValueError, DownloadError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
