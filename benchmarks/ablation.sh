@@ -14,14 +14,44 @@
 #
 # Runs go to recipes/VoiceBank/enhance/CMCRNet/results/ablation/<variant>/
 # <seed>, `jobs` at a time, one thread each. Each run resumes if interrupted;
-# finished runs are skipped. EPOCHS overrides the 10 epochs.
+# finished runs are skipped. EPOCHS overrides the 10 epochs, PYTHON the
+# interpreter (default: the repository's .venv/bin/python).
 set -euo pipefail
+usage() {
+    echo "usage: bash benchmarks/ablation.sh TRAINSRC [JOBS] [SEEDS...]"
+    echo "TRAINSRC holds speech/ and noise/ (see hparams/dynamic_mixing.yaml);"
+    echo "JOBS runs at a time (default 2); SEEDS default to 1 2."
+}
+if [ $# -eq 0 ]; then
+    usage >&2
+    exit 2
+fi
+case $1 in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+esac
+if [ ! -d "$1" ]; then
+    echo "ablation.sh: $1: no such folder" >&2
+    usage >&2
+    exit 2
+fi
 trainsrc=$(realpath "$1")
 jobs=${2:-2}
 seeds=("${@:3}")
 [ ${#seeds[@]} -eq 0 ] && seeds=(1 2)
 root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$root/.venv/bin/python}
+if ! [[ $jobs =~ ^[1-9][0-9]*$ ]]; then
+    echo "ablation.sh: JOBS must be a positive number, got '$jobs'" >&2
+    exit 2
+fi
+if ! command -v "$python" >/dev/null; then
+    echo "ablation.sh: no python at $python; install the .venv (see README)" \
+        "or set PYTHON" >&2
+    exit 2
+fi
 recipe=$root/recipes/VoiceBank/enhance/CMCRNet
 epochs=${EPOCHS:-10}
 
