@@ -1,6 +1,7 @@
 """The shipped model loads offline from the repository and is the default of
 ``cmcr-enhance``."""
 
+import re
 from pathlib import Path
 
 import soundfile as sf
@@ -34,3 +35,14 @@ def test_cli_without_model_uses_the_shipped_one(tmp_path):
     assert main([str(SHIPPED / "example.wav"), "-o", str(tmp_path)]) == 0
     out, rate = sf.read(tmp_path / "example.wav")
     assert rate == 16000 and out.shape[0] > 0
+
+
+def test_card_usage_lines_load_the_shipped_model(monkeypatch, tmp_path):
+    monkeypatch.chdir(SHIPPED.parents[1])  # the repository root
+    card = (SHIPPED / "README.md").read_text()
+    (source,) = re.findall(r'source="([^"]+)"', card)
+    (model,) = re.findall(r"cmcr-enhance .* --model (\S+)", card)
+    assert source == model
+    assert EnhanceSpeech.from_hparams(source=source).hparams.sample_rate
+    example = str(SHIPPED / "example.wav")
+    assert main([example, "-o", str(tmp_path), "--model", model]) == 0
