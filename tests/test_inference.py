@@ -485,6 +485,10 @@ def test_training_output_folder_is_refused_before_loading(
     with pytest.raises(ModelSourceError, match="export it first"):
         load(run)
     assert not (tmp_path / "results").exists()
+    (run / "hyperparams.yaml").unlink()
+    (run / "save").mkdir()  # a run that has not copied its yaml
+    with pytest.raises(ModelSourceError, match="export it first"):
+        load(run)
 
 
 def test_enhance_file_never_overwrites_its_input(enhancer, tmp_path):

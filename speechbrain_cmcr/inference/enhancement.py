@@ -664,7 +664,8 @@ def check_model_folder(folder, hparams_file="hyperparams.yaml"):
     Raises
     ------
     ModelSourceError
-        If it has no ``hparams_file``, or it is a training output folder.
+        If it has no ``hparams_file``, or it is a training output folder
+        (its yaml sets ``output_folder``, or it has only ``save/``).
 
     Example
     -------
@@ -677,11 +678,12 @@ def check_model_folder(folder, hparams_file="hyperparams.yaml"):
     a training output folder, not an exported model: export it first ...
     """
     hparams = folder / hparams_file
-    if not hparams.is_file():
+    text = hparams.read_text("utf-8") if hparams.is_file() else None
+    if text is None and not (folder / "save").is_dir():
         raise ModelSourceError(
             f"{folder}: no {hparams_file}, not a model folder"
         )
-    if re.search(r"^output_folder:", hparams.read_text("utf-8"), re.M):
+    if text is None or re.search(r"^output_folder:", text, re.M):
         raise ModelSourceError(
             f"{folder}: a training output folder, not an exported model: "
             "export it first (python -m speechbrain_cmcr.export "
