@@ -1,9 +1,13 @@
 """Behaviour of the CMCR-Net lobe: shapes, padding, checkpoints, training."""
 
+from pathlib import Path
+
 import pytest
 import torch
+from conftest import harmonic_speech, mix_at_snr
 
-from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
+from speechbrain_cmcr import EnhanceSpeech
+from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet, conv_norm
 from speechbrain_cmcr.lobes.teachers import HuggingFaceSSLTeacher
 from speechbrain_cmcr.nnet.losses import (
     CMCRLoss,
@@ -12,6 +16,7 @@ from speechbrain_cmcr.nnet.losses import (
     StreamContrastLoss,
 )
 
+SHIPPED = Path(__file__).resolve().parents[1] / "pretrained" / "cmcr-dns-small"
 SMALL = dict(
     n_fft=128,
     win_length=8,
@@ -77,19 +82,132 @@ def test_padded_batch_matches_each_signal_alone(axis, causal, output):
             assert together.enhanced_wav[row, n:].abs().sum() == 0
 
 
-def test_causal_convolutions_ignore_the_future():
-    """``causal=True`` makes the convolutions causal; the attention of the
-    collaboration modules stays global, so check the convolutional path."""
+@pytest.mark.parametrize("axis", ["frequency", "time"])
+@pytest.mark.parametrize("output", ["mask", "mapping"])
+def test_causal_model_ignores_the_future(axis, output):
+    """With ``causal=True``, changing the input from sample s on changes no
+    output sample before s - (n_fft - 1), the STFT's look-ahead, in either
+    output; the sample right after that bound changes, so the stated
+    look-ahead is the whole of it."""
     torch.manual_seed(0)
-    model = CMCRNet(causal=True, **{**SMALL, "num_modules": 0}).eval()
+    model = CMCRNet(
+        causal=True, attention_axis=axis, output=output, **SMALL
+    ).eval()
     noisy = torch.randn(1, 8000)
     changed = noisy.clone()
-    changed[:, 6000:] = torch.randn(1, 2000)
+    start = 6001
+    changed[:, start:] = torch.randn(1, 8000 - start)
+    with torch.no_grad():
+        before, after = model(noisy), model(changed)
+    bound = start - (SMALL["n_fft"] - 1)
+    for a, b in [
+        (before.enhanced_wav, after.enhanced_wav),
+        (before.noise_wav, after.noise_wav),
+    ]:
+        assert torch.equal(a[:, :bound], b[:, :bound])
+        assert not torch.allclose(a[:, bound:start], b[:, bound:start])
+
+
+def test_offline_model_sees_the_future():
+    """The paper model (``causal=False``) attends over the whole input: the
+    same change reaches back to the start (what the causal test rules
+    out)."""
+    torch.manual_seed(0)
+    model = CMCRNet(**SMALL).eval()
+    noisy = torch.randn(1, 8000)
+    changed = noisy.clone()
+    changed[:, 6001:] = torch.randn(1, 1999)
     with torch.no_grad():
         a, b = model.enhance(noisy), model.enhance(changed)
-    n_fft = SMALL["n_fft"]
-    assert torch.allclose(a[:, : 6000 - n_fft], b[:, : 6000 - n_fft], atol=1e-6)
-    assert not torch.allclose(a[:, 6000:], b[:, 6000:])
+    assert not torch.allclose(a[:, :1000], b[:, :1000], atol=1e-6)
+
+
+def test_paper_model_outputs_are_unchanged():
+    """The shipped (offline) model gives the output it gave before the
+    causal model existed: checksums computed with the earlier code."""
+    enhancer = EnhanceSpeech.from_hparams(source=str(SHIPPED))
+    model = enhancer.mods.enhance_model
+    assert model.config["causal"] is False
+    noisy, _ = mix_at_snr(harmonic_speech(16000, seed=3), 5.0, seed=4)
+    with torch.no_grad():
+        enhanced = model.enhance(noisy[None])[0]
+    assert enhanced.sum().item() == pytest.approx(-0.3372767, abs=2e-5)
+    assert enhanced.abs().sum().item() == pytest.approx(1152.43079, rel=1e-6)
+    expected = torch.tensor([-0.0031211446, 0.0146885915, 0.0028376966])
+    assert torch.allclose(enhanced[[100, 5000, 12345]], expected, atol=1e-6)
+
+
+def test_paper_attention_is_the_earlier_formula():
+    """For ``causal=False``, the contrastive attention's similarities and
+    the interactive attention's descriptor are the global means of the
+    earlier code, bit for bit (the formulas written out here)."""
+    torch.manual_seed(0)
+    model = CMCRNet(**{**SMALL, "num_modules": 1}).eval()
+    module = model.collaboration[0]
+    x = torch.randn(2, 16, 7, 9)
+    mask = torch.ones(2, 9)
+    mask[1, 6:] = 0
+    contrastive = module.contrastive
+    with torch.no_grad():
+        relevant, irrelevant, total = contrastive(x, mask)
+        flat = x.reshape(2, -1, 9)
+        q, k, v = (
+            conv_norm(flat, *embed) * mask[:, None]
+            for embed in (contrastive.query, contrastive.key, contrastive.value)
+        )
+        gate = contrastive.gate(
+            contrastive.gate_query(q) + contrastive.gate_key(k)
+        )
+        z = torch.sigmoid(gate)
+        valid = mask.sum(dim=1).clamp(min=1)[:, None, None]
+        for query, stream in [(z * q, relevant), ((1 - z) * q, irrelevant)]:
+            scores = query @ k.transpose(1, 2) / valid
+            attended = torch.softmax(scores, dim=-1) @ v
+            out = conv_norm(attended, *contrastive.out) * mask[:, None]
+            assert torch.equal(out.reshape(x.shape), stream)
+        weight_r, weight_i, fusion_total = module.interactive.weights(
+            relevant, irrelevant, mask
+        )
+        fusion = module.interactive
+        count = (mask.sum(dim=1) * 7).clamp(min=1)[:, None]
+        summary = (relevant + irrelevant).sum(dim=(2, 3)) / count
+        hidden = fusion.trunk(summary)
+        logits = torch.stack(
+            [fusion.relevant_head(hidden), fusion.irrelevant_head(hidden)]
+        )
+        weights = torch.softmax(logits, dim=0)[..., None, None]
+    assert total is None and fusion_total is None
+    assert torch.equal(weight_r, weights[0])
+    assert torch.equal(weight_i, weights[1])
+
+
+def test_causal_statistics_are_running_means_ending_in_the_global_one():
+    """For ``causal=True``, frame t's similarities are the mean of q k^T
+    over frames up to t: at the last frame, the offline model's."""
+    torch.manual_seed(0)
+    offline = CMCRNet(**{**SMALL, "num_modules": 1}).eval()
+    causal = CMCRNet(**{**SMALL, "num_modules": 1, "causal": True}).eval()
+    causal.load_state_dict(
+        {
+            key: value
+            for key, value in offline.state_dict().items()
+            if key != "_extra_state"
+        },
+        strict=False,
+    )
+    x, mask = torch.randn(1, 16, 7, 9), torch.ones(1, 9)
+    with torch.no_grad():
+        r_off, i_off, _ = offline.collaboration[0].contrastive(x, mask)
+        r_causal, i_causal, _ = causal.collaboration[0].contrastive(x, mask)
+        first_r, first_i, _ = causal.collaboration[0].contrastive(
+            x[..., :1], mask[:, :1]
+        )
+    # Last frame: the whole input is its past.
+    assert torch.allclose(r_off[..., -1], r_causal[..., -1], atol=1e-5)
+    assert torch.allclose(i_off[..., -1], i_causal[..., -1], atol=1e-5)
+    # First frame: only itself.
+    assert torch.allclose(r_causal[..., :1], first_r, atol=1e-6)
+    assert not torch.allclose(r_off[..., :1], first_r, atol=1e-3)
 
 
 def test_checkpoint_round_trip_and_config_check(tmp_path):

@@ -26,8 +26,9 @@ the choice is ours and is a constructor argument (so a yaml sets it):
 
 1. Time padding of the (3, 2) convolutions. The authors' blocks pad one frame
    on both sides and drop the last, which makes them causal although named
-   non-causal. Default ``causal=False``: each block looks one frame ahead
-   (5 frames, 80 ms, in total); ``causal=True`` looks only back.
+   non-causal. Default ``causal=False``: each block looks one frame ahead;
+   ``causal=True`` looks only back (and makes the whole model causal, see
+   below).
 2. Output. Default ``output="mask"``: an unbounded complex ratio mask
    multiplied with the noisy spectrum. Its output layer is initialised near
    a pass-through (speech mask 1, noise mask 0), so training starts from the
@@ -62,6 +63,35 @@ the choice is ours and is a constructor argument (so a yaml sets it):
 9. Padding. Every block output is multiplied by the frame mask, so an
    utterance in a padded batch gives the same output as alone (eval mode).
 
+The causal model
+----------------
+``causal=False`` is the model above. With ``causal=True`` (an extension, not
+in the paper) no output frame depends on a later input frame, so the model
+streams frame by frame (``speechbrain_cmcr.inference.streaming``):
+
+- the (3, 2) convolutions and transposed convolutions see the frame before
+  instead of the frame after (one zero frame before the signal);
+- the contrastive attention's similarities over frames
+  (``attention_axis="frequency"``) become running means: at frame t, the sum
+  of ``q k^T`` over the frames up to t divided by their number. At the last
+  frame of an utterance this is the offline model's similarity. Cost: a
+  ``D x D`` sum per query carried along (state), and offline a
+  ``[B, 2, D, D, T]`` tensor of cumulative sums instead of ``[B, D, D]``
+  (20 MB for 10 s at D = 64). Being a mean over the whole past, it adapts
+  ever more slowly to a change of noise in a long stream (a decaying mean
+  would forget, but would then no longer match the offline definition);
+- ``attention_axis="time"`` gets a causal mask (frames attend to the frames
+  up to them); its state would grow with the input, so it does not stream;
+- the interactive attention's descriptor becomes the running mean of
+  ``R + I`` over the frames up to t (one MLP per frame instead of one per
+  utterance, a negligible cost).
+
+Everything else works frame by frame already: the 1x1 convolutions, gates
+and LayerNorms, and BatchNorm outside training (in training, BatchNorm
+normalises with statistics of the whole batch, as in any causal model
+trained with it). The STFT itself looks ahead: the output is final one
+window (``n_fft - 1`` samples) after the input, see :class:`CMCRNet`.
+
 Cost of the default configuration (``benchmarks/model_cost.py``):
 3.65 M parameters; per second of 16 kHz audio, 0.97 G multiply-accumulates
 for ``enhance`` (speech decoder only) and 1.45 G for the training forward
@@ -81,6 +111,27 @@ from speechbrain.processing.features import ISTFT, STFT
 from torch import nn
 
 WINDOWS = {"hamming": torch.hamming_window, "hann": torch.hann_window}
+
+
+class StreamState(NamedTuple):
+    """What a causal :class:`CMCRNet` carries from one call of
+    :meth:`CMCRNet.stream` to the next (all tensors, batch first).
+
+    - ``frames`` [B]: frames seen so far;
+    - ``encoder``: the last input frame [B, C_in, F_in, 1] of every encoder
+      block (its (3, 2) kernel sees the frame before);
+    - ``attention``: per collaboration module, the sums of ``q k^T`` of the
+      relevant and irrelevant queries over the frames seen [B, 2, D, D];
+    - ``fusion``: per module, the sum of the interactive attention's
+      descriptors [B, C];
+    - ``decoder``: the last input frame of every speech decoder block.
+    """
+
+    frames: torch.Tensor
+    encoder: Tuple[torch.Tensor, ...]
+    attention: Tuple[torch.Tensor, ...]
+    fusion: Tuple[torch.Tensor, ...]
+    decoder: Tuple[torch.Tensor, ...]
 
 
 class CMCROutput(NamedTuple):
@@ -205,6 +256,49 @@ def conv_norm(x, conv, norm, crop=slice(None)):
     return out[..., crop]
 
 
+def running_mean(x, mask, past_sum=None, past_frames=None):
+    """Mean of ``x`` over the valid frames up to each frame: the causal
+    counterpart of a mean over the whole input.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Values ``[B, ..., T]``, zero on padding.
+    mask : torch.Tensor
+        Frame mask ``[B, T]``.
+    past_sum : torch.Tensor
+        Sum ``[B, ...]`` of ``x`` over the frames before these (a stream's
+        earlier calls); None at the start of the signal.
+    past_frames : torch.Tensor
+        Number ``[B]`` of valid frames before these; None at the start.
+
+    Returns
+    -------
+    mean : torch.Tensor
+        ``[B, ..., T]``; at the last frame of a signal, its plain mean.
+    total : torch.Tensor
+        Sum ``[B, ...]`` up to the last frame (the next call's
+        ``past_sum``).
+
+    Example
+    -------
+    >>> x = torch.tensor([[[1.0, 3.0, 5.0, 0.0]]])
+    >>> mean, total = running_mean(x, torch.tensor([[1.0, 1.0, 1.0, 0.0]]))
+    >>> mean, total
+    (tensor([[[1., 2., 3., 3.]]]), tensor([[9.]]))
+    >>> running_mean(x[..., 2:], torch.ones(1, 2), x[..., :2].sum(-1),
+    ...              torch.tensor([2.0]))[0]
+    tensor([[[3.0000, 2.2500]]])
+    """
+    total = torch.cumsum(x, dim=-1)  # [B, ..., T]
+    frames = torch.cumsum(mask, dim=1)  # [B, T]
+    if past_sum is not None:
+        total = total + past_sum[..., None]
+        frames = frames + past_frames[:, None]
+    shape = (frames.shape[0],) + (1,) * (x.dim() - 2) + (frames.shape[1],)
+    return total / frames.clamp(min=1).view(shape), total[..., -1]
+
+
 class EncoderBlock(nn.Module):
     """Conv2d with kernel (3, 2) and stride (2, 1), BatchNorm, ELU.
 
@@ -215,7 +309,7 @@ class EncoderBlock(nn.Module):
     out_channels : int
         Output channels.
     causal : bool
-        Pad the time axis in the past (True) or one frame ahead (False).
+        Output t sees input frames t-1 and t (True) or t and t+1 (False).
 
     Example
     -------
@@ -226,22 +320,54 @@ class EncoderBlock(nn.Module):
 
     def __init__(self, in_channels, out_channels, causal=False):
         super().__init__()
-        # One zero frame on both sides gives T + 1 outputs; output t looks
-        # at frames t-1, t (causal, the first T) or t, t+1 (the last T).
-        self.crop = slice(None, -1) if causal else slice(1, None)
+        self.causal = causal
+        # Not causal: one zero frame on both sides gives T + 1 outputs, the
+        # last T see frames t, t+1. Causal: the frame before (``history``)
+        # is prepended and there is no padding.
+        self.crop = slice(None) if causal else slice(1, None)
         self.conv = nn.Conv2d(
             in_channels,
             out_channels,
             kernel_size=(3, 2),
             stride=(2, 1),
-            padding=(0, 1),
+            padding=(0, 0 if causal else 1),
         )
         self.norm = nn.BatchNorm2d(out_channels)
         self.activation = nn.ELU()
 
-    def forward(self, x):
-        """Encodes ``x`` [B, C_in, F, T] into [B, C_out, (F - 1) // 2, T]."""
+    def forward(self, x, history=None):
+        """Encodes ``x`` [B, C_in, F, T] into [B, C_out, (F - 1) // 2, T];
+        a causal block also takes the input frame before ``x``, ``history``
+        [B, C_in, F, 1] (None: zeros, the start of the signal)."""
+        if self.causal:
+            x = with_history(x, history)  # [B, C_in, F, T + 1]
         return self.activation(conv_norm(x, self.conv, self.norm, self.crop))
+
+
+def with_history(x, history=None):
+    """``x`` [B, C, F, T] with the frame before it, ``history`` [B, C, F, 1]
+    (zeros if None), prepended: [B, C, F, T + 1].
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Frames of a causal block's input.
+    history : torch.Tensor
+        The input frame before ``x``, None at the start of the signal.
+
+    Returns
+    -------
+    torch.Tensor
+        The frames the block's (3, 2) kernel sees.
+
+    Example
+    -------
+    >>> with_history(torch.ones(1, 1, 1, 2))
+    tensor([[[[0., 1., 1.]]]])
+    """
+    if history is None:
+        history = x.new_zeros(x.shape[:3] + (1,))
+    return torch.cat([history, x], dim=-1)
 
 
 class GatedSkip(nn.Module):
@@ -311,14 +437,18 @@ class DecoderBlock(nn.Module):
         last=False,
     ):
         super().__init__()
-        # The transposed convolution gives T + 1 frames: keep the first T
-        # (causal) or the last T, mirroring the encoder.
-        self.crop = slice(None, -1) if causal else slice(1, None)
+        self.causal = causal
+        # Not causal: the transposed convolution gives T + 1 frames, keep
+        # the last T (mirroring the encoder). Causal: the frame before
+        # (``history``) is prepended and a padding of one frame crops the
+        # T + 2 outputs to the T that see frames t-1 and t.
+        self.crop = slice(None) if causal else slice(1, None)
         self.conv = nn.ConvTranspose2d(
             in_channels,
             out_channels,
             kernel_size=(3, 2),
             stride=(2, 1),
+            padding=(0, 1 if causal else 0),
             output_padding=(output_padding, 0),
         )
         if last:
@@ -326,8 +456,12 @@ class DecoderBlock(nn.Module):
         else:
             self.post = nn.Sequential(nn.BatchNorm2d(out_channels), nn.ELU())
 
-    def forward(self, x):
-        """Decodes ``x`` [B, C_in, F, T] into [B, C_out, 2F + 1 (+1), T]."""
+    def forward(self, x, history=None):
+        """Decodes ``x`` [B, C_in, F, T] into [B, C_out, 2F + 1 (+1), T];
+        a causal block also takes the input frame before ``x``, ``history``
+        [B, C_in, F, 1] (None: zeros, the start of the signal)."""
+        if self.causal:
+            x = with_history(x, history)  # [B, C_in, F, T + 1]
         if isinstance(self.post, nn.Identity):
             return self.conv(x)[..., self.crop]
         norm, activation = self.post
@@ -359,12 +493,14 @@ class Encoder(nn.Module):
             for c_in, c_out in zip(sizes[:-1], sizes[1:])
         )
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, histories=None):
         """Returns the output of every block for ``x`` [B, 2, F, T] and the
-        frame ``mask`` [B, T]."""
+        frame ``mask`` [B, T]. A causal encoder takes ``histories``, the
+        input frame before ``x`` of every block (None: the start)."""
+        histories = histories or [None] * len(self.blocks)
         outputs = []
-        for block in self.blocks:
-            x = block(x) * mask[:, None, None, :]
+        for block, history in zip(self.blocks, histories):
+            x = block(x, history) * mask[:, None, None, :]
             outputs.append(x)
         return outputs
 
@@ -387,8 +523,9 @@ class Decoder(nn.Module):
     >>> decoder = Decoder([4, 8], [33, 16, 7])
     >>> mask = torch.ones(1, 5)
     >>> skips = encoder(torch.randn(1, 2, 33, 5), mask)
-    >>> decoder(skips[-1], list(skips), mask).shape
-    torch.Size([1, 2, 33, 5])
+    >>> decoded, last_inputs = decoder(skips[-1], list(skips), mask)
+    >>> decoded.shape, last_inputs
+    (torch.Size([1, 2, 33, 5]), [])
     """
 
     def __init__(self, channels, freq_sizes, causal=False):
@@ -409,16 +546,27 @@ class Decoder(nn.Module):
                 )
             )
 
-    def forward(self, x, skips, mask):
+    def forward(self, x, skips, mask, histories=None):
         """Decodes the bottleneck view ``x`` [B, C, F', T] with the encoder
         outputs ``skips`` into [B, 2, F, T]. It empties the list ``skips``,
-        deepest first, so that each skip can be freed once used."""
+        deepest first, so that each skip can be freed once used.
+
+        A causal decoder takes ``histories``, the input frame before ``x``
+        of every block, and then returns, with the decoded frames, the last
+        input frame of every block (the next call's histories); without
+        histories (the start of the signal), that list is empty.
+        """
         time_mask = mask[:, None, None, :]
-        for gate, block in zip(self.gates, self.blocks):
+        last_inputs = []
+        for index, (gate, block) in enumerate(zip(self.gates, self.blocks)):
             skip = skips.pop()
             x = torch.cat([x, gate(skip, x)], dim=1)  # [B, 2C, F', T]
-            x = block(x) * time_mask
-        return x
+            history = None
+            if histories is not None:
+                history = histories[index]
+                last_inputs.append(x[..., -1:])
+            x = block(x, history) * time_mask
+        return x, last_inputs
 
 
 class ContrastiveAttention(nn.Module):
@@ -442,18 +590,30 @@ class ContrastiveAttention(nn.Module):
         "frequency": the embedded features attend to each other, similarity
         averaged over the valid frames (authors' code). "time": frames attend
         to frames (scaled dot product).
+    causal : bool
+        Frame t uses frames up to t only: "frequency" averages the
+        similarities over the frames up to t (:func:`running_mean`), "time"
+        masks later frames.
 
     Example
     -------
     >>> attention = ContrastiveAttention(8, 7, 16)
     >>> x, mask = torch.randn(2, 8, 7, 5), torch.ones(2, 5)
-    >>> relevant, irrelevant = attention(x, mask)
-    >>> relevant.shape == irrelevant.shape == x.shape
-    True
+    >>> relevant, irrelevant, total = attention(x, mask)
+    >>> relevant.shape == irrelevant.shape == x.shape, total
+    (True, None)
+    >>> causal = ContrastiveAttention(8, 7, 16, causal=True).eval()
+    >>> causal(x, mask)[2].shape
+    torch.Size([2, 2, 16, 16])
     """
 
     def __init__(
-        self, channels, freq_bins, attention_dim, attention_axis="frequency"
+        self,
+        channels,
+        freq_bins,
+        attention_dim,
+        attention_axis="frequency",
+        causal=False,
     ):
         super().__init__()
         if attention_axis not in ("frequency", "time"):
@@ -462,6 +622,7 @@ class ContrastiveAttention(nn.Module):
                 f"got {attention_axis!r}"
             )
         self.attention_axis = attention_axis
+        self.causal = causal
         features = channels * freq_bins
 
         def embed():
@@ -483,8 +644,15 @@ class ContrastiveAttention(nn.Module):
             nn.Conv1d(attention_dim, features, 1), nn.BatchNorm1d(features)
         )
 
-    def forward(self, x, mask):
-        """Returns R and I, both shaped like ``x`` [B, C, F', T]."""
+    def forward(self, x, mask, past=None):
+        """Returns R and I, both shaped like ``x`` [B, C, F', T], and the
+        sums of ``q k^T`` of both queries up to the last frame [B, 2, D, D]
+        for causal "frequency" attention (else None).
+
+        ``past``: for causal "frequency" attention, the sums [B, 2, D, D]
+        and the number of valid frames [B] before ``x`` (a stream's earlier
+        calls); None at the start of the signal.
+        """
         batch, channels, bins, frames = x.shape
         flat = x.reshape(batch, channels * bins, frames)  # [B, C*F', T]
         seq_mask = mask[:, None, :]  # [B, 1, T]
@@ -492,20 +660,45 @@ class ContrastiveAttention(nn.Module):
         k = conv_norm(flat, *self.key) * seq_mask
         v = conv_norm(flat, *self.value) * seq_mask
         z = torch.sigmoid(self.gate(self.gate_query(q) + self.gate_key(k)))
+        queries = (z * q, (1 - z) * q)
+        total = None
+        if self.causal and self.attention_axis == "frequency":
+            attended, total = self._attend_running(
+                torch.stack(queries, dim=1), k, v, mask, past
+            )  # [B, 2, D, T]
+            attended = attended.unbind(dim=1)
+        else:
+            attended = [self._attend(query, k, v, mask) for query in queries]
         streams = []
-        for query in (z * q, (1 - z) * q):
-            attended = self._attend(query, k, v, mask)  # [B, D, T]
-            out = conv_norm(attended, *self.out) * seq_mask  # [B, C*F', T]
+        for stream in attended:  # [B, D, T]
+            out = conv_norm(stream, *self.out) * seq_mask  # [B, C*F', T]
             streams.append(out.reshape(batch, channels, bins, frames))
-        return streams[0], streams[1]
+        return streams[0], streams[1], total
+
+    @staticmethod
+    def _attend_running(queries, key, value, mask, past):
+        """Causal "frequency" attention of both ``queries`` [B, 2, D, T] over
+        ``key``/``value`` [B, D, T]: at frame t, the similarities are the
+        mean of ``q k^T`` over the frames up to t. Returns the attended
+        values [B, 2, D, T] and the sums [B, 2, D, D] up to the last frame."""
+        products = queries[:, :, :, None] * key[:, None, None]  # [B,2,D,D,T]
+        scores, total = running_mean(products, mask, *(past or ()))
+        weights = torch.softmax(scores, dim=3)  # [B, 2, D, D, T]
+        attended = (weights * value[:, None, None]).sum(dim=3)  # [B, 2, D, T]
+        return attended, total
 
     def _attend(self, query, key, value, mask):
-        """Attention of ``query`` over ``key``/``value`` [B, D, T]."""
+        """Attention of ``query`` over ``key``/``value`` [B, D, T]; causal
+        "time" attention attends to the frames up to each query only."""
         if self.attention_axis == "frequency":
             valid = mask.sum(dim=1).clamp(min=1)[:, None, None]  # [B, 1, 1]
             scores = query @ key.transpose(1, 2) / valid  # [B, D, D]
             return torch.softmax(scores, dim=-1) @ value  # [B, D, T]
         keep = mask[:, None, :].bool()  # [B, 1, T] keys to attend to
+        if self.causal:
+            frames = mask.shape[1]
+            past = torch.ones(frames, frames, dtype=torch.bool).tril()
+            keep = keep & past.to(mask.device)  # [B, T, T]
         out = F.scaled_dot_product_attention(
             query.transpose(1, 2),  # [B, T, D]
             key.transpose(1, 2),
@@ -528,6 +721,9 @@ class InteractiveAttention(nn.Module):
         Stream channels C.
     reduction : int
         Hidden size of the MLP is ``channels // reduction``.
+    causal : bool
+        The descriptor of frame t averages the frames up to t only
+        (:func:`running_mean`), so the weights change from frame to frame.
 
     Example
     -------
@@ -538,8 +734,9 @@ class InteractiveAttention(nn.Module):
     torch.Size([2, 8, 7, 5])
     """
 
-    def __init__(self, channels, reduction=4):
+    def __init__(self, channels, reduction=4, causal=False):
         super().__init__()
+        self.causal = causal
         hidden = max(channels // reduction, 1)
         self.trunk = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU())
         self.relevant_head = nn.Linear(hidden, channels)
@@ -547,11 +744,27 @@ class InteractiveAttention(nn.Module):
 
     def forward(self, relevant, irrelevant, mask):
         """Returns the reweighted R' and I' [B, C, F', T]."""
-        weight_r, weight_i = self.weights(relevant, irrelevant, mask)
+        weight_r, weight_i, _ = self.weights(relevant, irrelevant, mask)
         return relevant * weight_r, irrelevant * weight_i
 
-    def weights(self, relevant, irrelevant, mask):
-        """Returns the weights [B, C, 1, 1] of R and of I."""
+    def weights(self, relevant, irrelevant, mask, past=None):
+        """Returns the weights of R and of I, [B, C, 1, 1] (causal:
+        [B, C, 1, T]), and, if causal, the sum of the descriptors up to the
+        last frame [B, C] (else None).
+
+        ``past``: if causal, the sum of the descriptors [B, C] and the
+        number of valid frames [B] before these; None at the start.
+        """
+        if self.causal:
+            descriptors = (relevant + irrelevant).mean(dim=2)  # [B, C, T]
+            summary, total = running_mean(descriptors, mask, *(past or ()))
+            hidden = self.trunk(summary.transpose(1, 2))  # [B, T, C / r]
+            logits = torch.stack(
+                [self.relevant_head(hidden), self.irrelevant_head(hidden)]
+            )  # [2, B, T, C]
+            weights = torch.softmax(logits, dim=0).transpose(2, 3)
+            weights = weights[:, :, :, None]  # [2, B, C, 1, T]
+            return weights[0], weights[1], total
         bins = relevant.shape[2]
         count = (mask.sum(dim=1) * bins).clamp(min=1)[:, None]  # [B, 1]
         summary = (relevant + irrelevant).sum(dim=(2, 3)) / count  # [B, C]
@@ -560,7 +773,7 @@ class InteractiveAttention(nn.Module):
             [self.relevant_head(hidden), self.irrelevant_head(hidden)]
         )  # [2, B, C]
         weights = torch.softmax(logits, dim=0)[..., None, None]
-        return weights[0], weights[1]
+        return weights[0], weights[1], None
 
 
 class CollaborationModule(nn.Module):
@@ -579,6 +792,9 @@ class CollaborationModule(nn.Module):
         See :class:`ContrastiveAttention`.
     fusion_reduction : int
         See :class:`InteractiveAttention`.
+    causal : bool
+        Running statistics over the past frames instead of the whole input
+        (see :class:`ContrastiveAttention`, :class:`InteractiveAttention`).
 
     Example
     -------
@@ -593,13 +809,17 @@ class CollaborationModule(nn.Module):
     """
 
     class Output(NamedTuple):
-        """Outputs of one module, each [B, C, F', T]."""
+        """Outputs of one module, each [B, C, F', T], and for a causal
+        module the running sums of its statistics up to the last frame
+        (attention [B, 2, D, D] or None, fusion [B, C])."""
 
         fused: torch.Tensor
         speech_view: torch.Tensor
         noise_view: torch.Tensor
         relevant: torch.Tensor
         irrelevant: torch.Tensor
+        attention_sum: torch.Tensor = None
+        fusion_sum: torch.Tensor = None
 
     def __init__(
         self,
@@ -608,12 +828,15 @@ class CollaborationModule(nn.Module):
         attention_dim,
         attention_axis="frequency",
         fusion_reduction=4,
+        causal=False,
     ):
         super().__init__()
         self.contrastive = ContrastiveAttention(
-            channels, freq_bins, attention_dim, attention_axis
+            channels, freq_bins, attention_dim, attention_axis, causal
         )
-        self.interactive = InteractiveAttention(channels, fusion_reduction)
+        self.interactive = InteractiveAttention(
+            channels, fusion_reduction, causal
+        )
         self.project = nn.Sequential(
             nn.Conv2d(2 * channels, channels, 1),
             nn.BatchNorm2d(channels),
@@ -621,17 +844,35 @@ class CollaborationModule(nn.Module):
         )
         self.norm = nn.LayerNorm([channels, freq_bins])
 
-    def forward(self, x, mask, views=("fused", "streams")):
+    def forward(self, x, mask, views=("fused", "streams"), past=None):
         """Processes ``x`` [B, C, F', T] with the frame ``mask`` [B, T].
 
         ``views`` names the outputs to compute among "fused" (the next
         module's input), "speech" and "noise" (the last module's outputs for
         the decoders) and "streams" (R and I, for the stream-contrast loss);
         the others are None.
+
+        ``past``: for a causal module, the running sums (attention, fusion)
+        and the number of valid frames [B] before ``x`` (a stream's earlier
+        calls, see :class:`StreamState`); None at the start of the signal.
         """
-        relevant, irrelevant = self.contrastive(x, mask)
+        attention_past = fusion_past = None
+        if past is not None:
+            attention_sum, fusion_sum, frames = past
+            attention_past = (attention_sum, frames)
+            fusion_past = (fusion_sum, frames)
+        relevant, irrelevant, attention_sum = self.contrastive(
+            x, mask, attention_past
+        )
+        weights = self.interactive.weights(
+            relevant, irrelevant, mask, fusion_past
+        )
         proj_r, proj_i = self._project(
-            x, mask, relevant, irrelevant, "fused" in views or "noise" in views
+            x,
+            relevant,
+            irrelevant,
+            weights[:2],
+            "fused" in views or "noise" in views,
         )
         if "streams" not in views:
             relevant = irrelevant = None  # freed before the norms
@@ -641,15 +882,17 @@ class CollaborationModule(nn.Module):
             noise_view=self._view(x, mask, proj_i, want="noise" in views),
             relevant=relevant,
             irrelevant=irrelevant,
+            attention_sum=attention_sum,
+            fusion_sum=weights[2],
         )
 
-    def _project(self, x, mask, relevant, irrelevant, project_irrelevant):
-        """Reweights the streams (interactive attention), then projects each
-        ``s`` as ``ELU(BN(conv([s, x])))``; the irrelevant one only if
-        ``project_irrelevant`` (else None). The conv is linear, so its X half
-        is computed once for both. The reweighted streams live only here,
-        which bounds memory on long inputs."""
-        weights = self.interactive.weights(relevant, irrelevant, mask)
+    def _project(self, x, relevant, irrelevant, weights, project_irrelevant):
+        """Reweights the streams with the interactive attention's
+        ``weights``, then projects each ``s`` as ``ELU(BN(conv([s, x])))``;
+        the irrelevant one only if ``project_irrelevant`` (else None). The
+        conv is linear, so its X half is computed once for both. The
+        reweighted streams live only here, which bounds memory on long
+        inputs."""
         conv, norm, activation = self.project
         weight, bias = conv.weight, conv.bias
         if not norm.training:
@@ -708,9 +951,12 @@ class CMCRNet(nn.Module):
     output : str
         "mask" (complex ratio mask, default) or "mapping".
     causal : bool
-        Causal convolutions (no look-ahead). The attention of the
-        collaboration modules stays global over the input, so the model as a
-        whole is an offline one either way.
+        False: the paper's offline model. True: no output frame depends on a
+        later input frame (see the module docstring), so the model streams
+        with :meth:`stream`. The STFT frames still span ``n_fft`` samples
+        centred on their frame time, and a sample is final once every frame
+        that overlaps it is done: output sample n depends on input samples up
+        to ``n + n_fft - 1`` (one window, 32 ms by default) and no further.
 
     Example
     -------
@@ -723,6 +969,21 @@ class CMCRNet(nn.Module):
     (torch.Size([2, 1000]), torch.Size([2, 1000]))
     >>> model.enhance(noisy).shape
     torch.Size([2, 1000])
+
+    A causal model enhances a spectrum frame by frame, carrying its state:
+
+    >>> model = CMCRNet(n_fft=64, win_length=4, hop_length=2,
+    ...                 encoder_channels=[4, 8], num_modules=1,
+    ...                 attention_dim=8, causal=True).eval()
+    >>> spec = model.spectrum(noisy[:1])  # [1, T, F, 2]
+    >>> state = model.stream_state()
+    >>> frames = []
+    >>> for t in range(spec.shape[1]):
+    ...     frame, state = model.stream(spec[:, t : t + 1], state)
+    ...     frames.append(frame)
+    >>> offline = model.enhance_spectrum(spec)
+    >>> torch.allclose(torch.cat(frames, dim=1), offline, atol=1e-5)
+    True
     """
 
     def __init__(
@@ -781,10 +1042,16 @@ class CMCRNet(nn.Module):
                 "encoder blocks"
             )
         channels, bins = encoder_channels[-1], freq_sizes[-1]
+        self.freq_sizes = freq_sizes
         self.encoder = Encoder(encoder_channels, causal)
         self.collaboration = nn.ModuleList(
             CollaborationModule(
-                channels, bins, attention_dim, attention_axis, fusion_reduction
+                channels,
+                bins,
+                attention_dim,
+                attention_axis,
+                fusion_reduction,
+                causal,
             )
             for _ in range(num_modules)
         )
@@ -829,20 +1096,20 @@ class CMCRNet(nn.Module):
         )  # [B, T]
         spec = noisy_spec.permute(0, 3, 2, 1) * mask[:, None, None, :]
         skips = self.encoder(spec, mask)
-        speech_view, noise_view, streams = self._collaborate(
+        speech_view, noise_view, streams, _ = self._collaborate(
             skips[-1], mask, with_noise, with_streams
         )
         # Each decoder empties the list it gets (freeing skips once used);
         # the speech decoder gets a copy when the noise decoder follows.
         speech_skips = list(skips) if with_noise else skips
         enhanced_spec = self._to_spectrum(
-            self.speech_decoder(speech_view, speech_skips, mask), spec
+            self.speech_decoder(speech_view, speech_skips, mask)[0], spec
         )
         enhanced_wav = self._to_wav(enhanced_spec, num_samples, lengths)
         noise_spec = noise_wav = None
         if with_noise:
             noise_spec = self._to_spectrum(
-                self.noise_decoder(noise_view, skips, mask), spec
+                self.noise_decoder(noise_view, skips, mask)[0], spec
             )
             noise_wav = self._to_wav(noise_spec, num_samples, lengths)
         return CMCROutput(
@@ -854,26 +1121,143 @@ class CMCRNet(nn.Module):
             streams,
         )
 
-    def _collaborate(self, bottleneck, mask, with_noise, with_streams):
+    def _collaborate(
+        self, bottleneck, mask, with_noise, with_streams, state=None
+    ):
         """Runs the collaboration modules on the ``bottleneck`` [B, C, F', T];
-        returns the speech view, the noise view (None without noise) and the
-        streams of every module (if kept). Without modules (an ablation) both
-        views are the bottleneck."""
+        returns the speech view, the noise view (None without noise), the
+        streams of every module (if kept) and the running sums (attention,
+        fusion) of every module (None unless causal). Without modules (an
+        ablation) both views are the bottleneck. A causal model takes the
+        running sums of a :class:`StreamState`."""
         x = speech_view = noise_view = bottleneck
-        streams = []
+        streams, sums = [], []
         final_views = ("speech", "noise") if with_noise else ("speech",)
         kept = ("streams",) if with_streams else ()
         for index, module in enumerate(self.collaboration):
             final = index == len(self.collaboration) - 1
-            out = module(x, mask, (final_views if final else ("fused",)) + kept)
+            past = None
+            if state is not None:
+                past = (state.attention[index], state.fusion[index])
+                past += (state.frames,)
+            views = (final_views if final else ("fused",)) + kept
+            out = module(x, mask, views, past)
             if with_streams:
                 streams.append((out.relevant, out.irrelevant))
+            sums.append((out.attention_sum, out.fusion_sum))
             x, speech_view, noise_view = (
                 out.fused,
                 out.speech_view,
                 out.noise_view,
             )
-        return speech_view, noise_view, streams
+        return speech_view, noise_view, streams, sums
+
+    def enhance_spectrum(self, noisy_spec):
+        """Enhances whole (unpadded) spectra: :meth:`enhance` without the STFT
+        and iSTFT (what the ONNX offline graph holds).
+
+        Arguments
+        ---------
+        noisy_spec : torch.Tensor
+            Noisy spectra [B, T, F, 2], as :meth:`spectrum` gives them.
+
+        Returns
+        -------
+        torch.Tensor
+            The enhanced spectra [B, T, F, 2].
+        """
+        mask = noisy_spec.new_ones(noisy_spec.shape[:2])  # [B, T]
+        spec = noisy_spec.permute(0, 3, 2, 1)  # [B, 2, F, T]
+        skips = self.encoder(spec, mask)
+        speech_view = self._collaborate(skips[-1], mask, False, False)[0]
+        decoded, _ = self.speech_decoder(speech_view, skips, mask)
+        return self._to_spectrum(decoded, spec)
+
+    def stream_state(self, batch_size=1):
+        """The :class:`StreamState` of a causal model at the start of a
+        signal: zero history frames and zero sums.
+
+        Arguments
+        ---------
+        batch_size : int
+            Number of independent streams.
+
+        Returns
+        -------
+        StreamState
+            The first ``state`` of :meth:`stream`.
+        """
+        channels = [2] + self.config["encoder_channels"]
+        sizes = self.freq_sizes
+        attention_dim = self.config["attention_dim"]
+        like = self.encoder.blocks[0].conv.weight  # device and dtype
+
+        def zeros(*shape):
+            return like.new_zeros((batch_size,) + shape)
+
+        def sums(*shape):
+            return tuple(zeros(*shape) for _ in self.collaboration)
+
+        return StreamState(
+            frames=zeros(),
+            encoder=tuple(
+                zeros(c, f, 1) for c, f in zip(channels[:-1], sizes[:-1])
+            ),
+            attention=sums(2, attention_dim, attention_dim),
+            fusion=sums(channels[-1]),
+            decoder=tuple(
+                zeros(2 * c, f, 1)
+                for c, f in zip(channels[:0:-1], sizes[:0:-1])
+            ),
+        )
+
+    def stream(self, noisy_spec, state):
+        """Enhances the next frames of a stream (causal models only): the
+        frames and state that :meth:`enhance_spectrum` on the whole signal
+        would have at these frames, so that frame-by-frame output equals
+        offline output.
+
+        Arguments
+        ---------
+        noisy_spec : torch.Tensor
+            The next noisy frames [B, T, F, 2] (T >= 1), as from
+            :meth:`spectrum`.
+        state : StreamState
+            From :meth:`stream_state` at the start, then from the previous
+            call.
+
+        Returns
+        -------
+        enhanced_spec : torch.Tensor
+            The enhanced frames [B, T, F, 2].
+        state : StreamState
+            The state after these frames.
+        """
+        if not self.config["causal"]:
+            raise ValueError("only a causal CMCRNet (causal=True) streams")
+        if self.config["attention_axis"] != "frequency":
+            raise ValueError(
+                'attention_axis="time" does not stream: its state (every '
+                "past frame) would grow with the input"
+            )
+        mask = noisy_spec.new_ones(noisy_spec.shape[:2])  # [B, T]
+        spec = noisy_spec.permute(0, 3, 2, 1)  # [B, 2, F, T]
+        skips = self.encoder(spec, mask, state.encoder)
+        encoder_inputs = [spec] + skips[:-1]
+        speech_view, _, _, sums = self._collaborate(
+            skips[-1], mask, False, False, state
+        )
+        decoded, decoder_inputs = self.speech_decoder(
+            speech_view, skips, mask, state.decoder
+        )
+        new_state = StreamState(
+            frames=state.frames + noisy_spec.shape[1],
+            encoder=tuple(x[..., -1:] for x in encoder_inputs),
+            attention=tuple(attention for attention, _ in sums),
+            fusion=tuple(fusion for _, fusion in sums),
+            decoder=tuple(decoder_inputs),
+        )
+        return self._to_spectrum(decoded, spec), new_state
 
     def spectrum(self, wavs):
         """STFT [B, T, F, 2] of ``wavs`` [B, L] padded to whole hops, so that
