@@ -245,11 +245,12 @@ def _objective(tiny_teacher_dir):
     )
 
 
+@pytest.mark.parametrize("causal", [False, True])
 def test_every_parameter_gets_a_gradient_and_the_teacher_none(
-    tiny_teacher_dir, pair
+    tiny_teacher_dir, pair, causal
 ):
     torch.manual_seed(0)
-    model = CMCRNet(**SMALL)
+    model = CMCRNet(causal=causal, **SMALL)
     objective = _objective(tiny_teacher_dir)
     modules = torch.nn.ModuleDict({"model": model, "objective": objective})
     modules.train()
