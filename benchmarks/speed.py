@@ -16,9 +16,13 @@ Systems:
 - ``metricgan``: SpeechBrain's MetricGAN+ generator
   (``speechbrain.lobes.models.MetricGAN.EnhancementGenerator``) in its
   recipe's pipeline (STFT, log1p magnitude, mask, noisy-phase resynthesis);
-- ``rnnoise``, ``noisereduce``, ``nsnet2``, ``gtcrn``: the peers of
-  ``benchmarks/peers.py`` (always on the CPU; RNNoise and noisereduce use
-  one thread whatever ``--threads`` says).
+- ``rnnoise``, ``noisereduce``, ``nsnet2``, ``gtcrn``, ``deepfilternet3``:
+  the peers of ``benchmarks/peers.py`` (always on the CPU; RNNoise,
+  noisereduce and DeepFilterNet3 use one thread whatever ``--threads``
+  says). A system's ``prepare()``, where it has one, runs before each call,
+  outside the timing: DeepFilterNet3's runtime cannot be reset, so each
+  call gets a new state built from the model file, the counterpart of the
+  other peers' sessions built once at load.
 
 Weights are random where speed does not depend on them (CMCR-Net,
 MetricGAN+); the peers run their shipped models.
@@ -64,6 +68,7 @@ SYSTEMS = {
     "noisereduce": "noisereduce",
     "nsnet2": "NSNet2",
     "gtcrn": "GTCRN",
+    "deepfilternet3": "DeepFilterNet3",
 }
 TORCH_SYSTEMS = ("cmcr", "cmcr-file", "metricgan")  # the others run on CPU
 TEACHERS = {
@@ -277,9 +282,12 @@ def measure_inference(key, seconds, threads, runs, device):
     loaded_rss = current_rss_mb()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    prepare = getattr(system, "prepare", lambda: None)
+    prepare()
     system.enhance(wav)  # warm-up
     times = []
     for _ in range(runs):
+        prepare()
         start = time.perf_counter()
         system.enhance(wav)
         times.append(time.perf_counter() - start)
