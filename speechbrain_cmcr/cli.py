@@ -29,10 +29,10 @@ from typing import List, NamedTuple, Tuple
 from tqdm import tqdm
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-# The model shipped with the repository (not part of an installed wheel).
-DEFAULT_MODEL = (
-    Path(__file__).resolve().parent.parent / "pretrained" / "cmcr-dns-small"
-)
+# The default model, by name: the folder pretrained/<name> of the
+# repository, which a wheel carries inside the package (setup.py reads this
+# line); see speechbrain_cmcr.inference.enhancement.shipped_model.
+DEFAULT_MODEL = "cmcr-dns-small"
 
 
 class Job(NamedTuple):
@@ -98,9 +98,10 @@ def build_parser():
     )
     parser.add_argument(
         "--model",
-        default=str(DEFAULT_MODEL),
-        help="exported model folder or Hugging Face Hub repository id "
-        "(user/name); default: %(default)s",
+        default=DEFAULT_MODEL,
+        help="exported model folder, Hugging Face Hub repository id "
+        "(user/name) or name of a model shipped with the package; default: "
+        "%(default)s (shipped)",
     )
     parser.add_argument(
         "--savedir",
@@ -131,7 +132,7 @@ def model_source(model):
     Arguments
     ---------
     model : str
-        Folder or Hub repository id.
+        Folder, Hub repository id or name of a shipped model.
 
     Returns
     -------
@@ -156,12 +157,18 @@ def model_source(model):
     from speechbrain_cmcr.inference.enhancement import (
         ModelSourceError,
         resolve_source,
+        shipped_model,
     )
 
-    if Path(model) == DEFAULT_MODEL and not DEFAULT_MODEL.is_dir():
+    if (
+        model == DEFAULT_MODEL
+        and not Path(model).is_dir()
+        and shipped_model(model) is None
+    ):
         raise UsageError(
-            f"the default model folder {DEFAULT_MODEL} is missing; pass "
-            "--model with an exported model folder or a Hub repository id"
+            f"the default model folder {DEFAULT_MODEL} is missing from this "
+            "installation; pass --model with an exported model folder or a "
+            "Hub repository id"
         )
     try:
         return resolve_source(model)

@@ -112,9 +112,12 @@ def test_silent_files_warn_each_time_in_one_line(model, tmp_path, capsys):
 
 def test_run_cannot_start(tmp_path, inputs, monkeypatch, capsys):
     out = str(tmp_path / "enhanced")
-    monkeypatch.setattr(cli, "DEFAULT_MODEL", tmp_path / "no_model")
+    monkeypatch.setattr(cli, "DEFAULT_MODEL", "no-such-shipped-model")
     assert cli.main([str(inputs), "-o", out]) == 2
-    assert "default model folder" in capsys.readouterr().err
+    assert (
+        "the default model folder no-such-shipped-model is missing from this "
+        "installation" in capsys.readouterr().err
+    )
     assert cli.main([str(inputs), "-o", out, "--model", "./nope"]) == 2
     assert "./nope: no such model folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()

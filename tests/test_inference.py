@@ -472,6 +472,21 @@ def test_mistyped_local_paths_are_not_taken_for_hub_ids(tmp_path, monkeypatch):
     assert load("models/good").hparams.sample_rate == 16000
 
 
+def test_paths_whose_first_folder_exists_are_not_taken_for_hub_files(
+    enhancer, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "takes").mkdir()
+    with pytest.raises(FileNotFoundError) as info:
+        enhancer.enhance_file("takes/day1/noisy.wav")
+    assert str(info.value) == (
+        "[Errno 2] audio file not found: 'takes/day1/noisy.wav'"
+    )
+    (tmp_path / "takes" / "day1").mkdir()
+    sf.write(tmp_path / "takes/day1/noisy.wav", np.zeros(800) + 0.1, 16000)
+    assert enhancer.enhance_file("takes/day1/noisy.wav").shape == (800,)
+
+
 def test_training_output_folder_is_refused_before_loading(
     tmp_path, monkeypatch
 ):

@@ -36,6 +36,8 @@ from pathlib import Path
 import soundfile as sf
 import torch
 from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.data_utils import split_path
+from speechbrain.utils.fetching import fetch
 from torchaudio.transforms import Resample
 
 DEFAULT_CHUNK_SECONDS = 10.0
@@ -43,8 +45,8 @@ DEFAULT_OVERLAP_SECONDS = 1.0
 # What a savedir holds: the source it was filled from and the files fetched.
 SAVEDIR_RECORD = ".cmcr-savedir.json"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-# Shipped with the repository (not part of an installed wheel).
-SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "pretrained"
+# A file of a Hub repository, as SpeechBrain names it: user/name/file.wav.
+HUB_FILE = re.compile(HUB_ID.pattern + r"/[^/]+")
 # Most channels a [time, channels] array has (soundfile's layout).
 MAX_CHANNELS = 8
 # Output sample formats that keep samples beyond full scale.
@@ -334,6 +336,55 @@ def check_path(path):
     return Path(path)
 
 
+def fetch_audio(path):
+    """The local file that an audio input names: ``path`` itself, or, for a
+    file of a Hugging Face Hub repository (``"user/name/file.wav"``, as
+    SpeechBrain's ``Pretrained.load_audio`` takes it), its copy fetched into
+    the Hugging Face cache. A path whose first folder exists here is always
+    local.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        A local file or ``user/name/file`` of a Hub repository.
+
+    Returns
+    -------
+    pathlib.Path
+        The local file (a missing local file too: :func:`open_audio` says so).
+
+    Raises
+    ------
+    FileNotFoundError
+        If it is neither here nor in that Hub repository (or the Hub cannot
+        be reached).
+
+    Example
+    -------
+    >>> fetch_audio("noisy.wav")
+    PosixPath('noisy.wav')
+    """
+    local = check_path(path)
+    text = os.fspath(path)
+    if (
+        local.exists()
+        or not HUB_FILE.fullmatch(text)
+        or Path(text.split("/")[0]).is_dir()
+    ):
+        return local
+    source, filename = split_path(text)
+    try:
+        return Path(fetch(filename, source=source))
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split()).split(". ")[0]
+        raise FileNotFoundError(
+            2,
+            "audio file not found, neither here nor in Hugging Face Hub "
+            f"repository {source} ({reason})",
+            text,
+        ) from error
+
+
 def check_output_format(filename):
     """Refuses output names whose extension soundfile cannot write.
 
@@ -588,12 +639,14 @@ def resolve_source(source, hparams_file="hyperparams.yaml"):
 
     ``user/name`` is taken for a Hub id unless a folder ``user`` exists
     here (then it is a mistyped path); an ``http(s)://`` address is kept
-    for SpeechBrain to fetch; anything else must be a folder.
+    for SpeechBrain to fetch; a bare name that is no folder here can be a
+    model shipped with the package (:func:`shipped_model`, such as
+    ``cmcr-enhance``'s default); anything else must be a folder.
 
     Arguments
     ---------
     source : str or os.PathLike
-        Folder or Hub repository id.
+        Folder, Hub repository id or name of a shipped model.
     hparams_file : str
         Name of the hyperparameters file a model folder holds.
 
@@ -633,6 +686,10 @@ def resolve_source(source, hparams_file="hyperparams.yaml"):
         return text
     if text.startswith(("http://", "https://")):
         return text
+    shipped = shipped_model(text, hparams_file)
+    if shipped is not None:
+        check_model_folder(shipped, hparams_file)
+        return str(shipped)
     hints = []
     parent = path.parent
     if parent.is_dir() and parent != Path("."):
@@ -643,11 +700,46 @@ def resolve_source(source, hparams_file="hyperparams.yaml"):
         )
         hints.append(f"{parent} holds: {', '.join(models) or 'no model'}")
     if len(path.parts) == 1:
-        if (SHIPPED_MODELS / text / hparams_file).is_file():
-            hints.append(f"the shipped model is {SHIPPED_MODELS / text}")
         hints.append("a Hugging Face Hub repository id has the form user/name")
     hint = f" ({'; '.join(hints)})" if hints else ""
     raise ModelSourceError(f"{text}: no such model folder{hint}")
+
+
+def shipped_model(name, hparams_file="hyperparams.yaml"):
+    """The folder of a model shipped with the package, or None.
+
+    The repository keeps its models in ``pretrained/<name>``; a wheel carries
+    the default one (``speechbrain_cmcr.cli.DEFAULT_MODEL``) inside the
+    package as ``speechbrain_cmcr/pretrained/<name>`` (see ``setup.py``).
+    Both places are looked at, the installed package first.
+
+    Arguments
+    ---------
+    name : str
+        Name of the model folder.
+    hparams_file : str
+        Name of the hyperparameters file a model folder holds.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The model folder, if there is one of that name.
+
+    Example
+    -------
+    >>> from speechbrain_cmcr.cli import DEFAULT_MODEL
+    >>> shipped_model(DEFAULT_MODEL).name == DEFAULT_MODEL
+    True
+    >>> shipped_model("no-such-model") is None
+    True
+    """
+    if Path(name).name != name or name in ("", ".", ".."):
+        return None
+    package = Path(__file__).resolve().parent.parent
+    for models in (package / "pretrained", package.parent / "pretrained"):
+        if (models / name / hparams_file).is_file():
+            return models / name
+    return None
 
 
 def check_model_folder(folder, hparams_file="hyperparams.yaml"):
@@ -915,7 +1007,9 @@ class EnhanceSpeech(Pretrained):
         ---------
         path : str or os.PathLike
             Input file, any format soundfile reads (wav, flac, ogg, ...), any
-            sample rate and number of channels (mixed down to mono).
+            sample rate and number of channels (mixed down to mono); or a
+            file of a Hugging Face Hub repository, ``"user/name/file.wav"``,
+            fetched into the Hugging Face cache (see :func:`fetch_audio`).
         output_filename : str or os.PathLike, optional
             Where to write the result (format from the extension; never the
             input file). The output is written as it is computed, so memory
@@ -959,7 +1053,7 @@ class EnhanceSpeech(Pretrained):
         >>> sf.info(out).frames, sf.info(out).samplerate
         (4410, 44100)
         """
-        path = check_path(path)
+        path = fetch_audio(path)
         if output_filename is not None:
             output_filename = check_output_format(output_filename)
             if same_file(path, output_filename):
