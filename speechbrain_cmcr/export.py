@@ -14,6 +14,13 @@ nothing else is needed to load it with
 
 - ``hyperparams.yaml``: inference only (model, chunking, pretrainer);
 - ``enhance_model.ckpt``: the model's state dict;
+- ``custom_interface.py`` and ``custom_interface.yaml``: the same model and
+  interface in one file, and its hyperparameters, so that SpeechBrain alone
+  loads the folder, without this package:
+  ``foreign_class(source=..., pymodule_file="custom_interface.py",
+  classname="EnhanceSpeech", hparams_file="custom_interface.yaml")``.
+  The file is assembled from the source of the package's modules
+  (:func:`interface_source`), so it cannot drift from them;
 - ``example.wav``: a noisy example;
 - ``README.md``: the model card.
 
@@ -27,14 +34,20 @@ speechbrain-cmcr contributors
 """
 
 import argparse
+import ast
+import importlib
+import inspect
 import json
 import math
+import re
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+import yaml
 from speechbrain.utils.checkpoints import Checkpointer
 
 from speechbrain_cmcr import __version__
@@ -44,6 +57,7 @@ from speechbrain_cmcr.inference.enhancement import (
     DEFAULT_OVERLAP_SECONDS,
     SAVEDIR_RECORD,
     EnhanceSpeech,
+    load_checkpoint,
     open_audio,
     read_state_dict,
     replacing,
@@ -52,7 +66,12 @@ from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
 
 BEST_KEY = "pesq"
 RECOVERABLE = "model"
-LOAD_HOOK = "speechbrain_cmcr.inference.enhancement.load_checkpoint"
+PACKAGE = __name__.split(".")[0]
+# The self-contained model and interface (custom_interface.py), its
+# hyperparameters (custom_interface.yaml) and what it is assembled from:
+# the modules of these objects and the package modules they import.
+INTERFACE_MODULE = "custom_interface"
+INTERFACE_ROOTS = (CMCRNet, EnhanceSpeech)
 OUTPUT_NAMES = {"mask": "complex ratio mask", "mapping": "complex mapping"}
 # (summary key, name in the model card, decimals)
 METRICS = [
@@ -146,7 +165,7 @@ def load_trained_model(checkpoint_folder, recoverable=RECOVERABLE):
     return model.eval()
 
 
-def hyperparams_yaml(config, header):
+def hyperparams_yaml(config, header, module=None):
     """Inference-only ``hyperparams.yaml`` text for a CMCRNet.
 
     Arguments
@@ -155,6 +174,10 @@ def hyperparams_yaml(config, header):
         CMCRNet constructor arguments (``model.config``).
     header : str
         Comment lines put at the top (without ``#``).
+    module : str, optional
+        Module that holds ``CMCRNet`` and ``load_checkpoint``: None for this
+        package's (``EnhanceSpeech.from_hparams``), ``INTERFACE_MODULE`` for
+        the self-contained file (``foreign_class``).
 
     Returns
     -------
@@ -166,7 +189,12 @@ def hyperparams_yaml(config, header):
     >>> text = hyperparams_yaml(CMCRNet().config, "CMCR-Net")
     >>> print(text.splitlines()[4])
     sample_rate: 16000
+    >>> text = hyperparams_yaml(CMCRNet().config, "", INTERFACE_MODULE)
+    >>> "!new:custom_interface.CMCRNet" in text
+    True
     """
+    model_class = f"{module or CMCRNet.__module__}.{CMCRNet.__name__}"
+    hook = f"{module or load_checkpoint.__module__}.{load_checkpoint.__name__}"
     model_args = "\n".join(
         f"    {key}: {json.dumps(value)}"
         for key, value in config.items()
@@ -185,7 +213,7 @@ sample_rate: {config["sample_rate"]}
 chunk_seconds: {DEFAULT_CHUNK_SECONDS}
 chunk_overlap_seconds: {DEFAULT_OVERLAP_SECONDS}
 
-enhance_model: !new:speechbrain_cmcr.lobes.models.cmcr_net.CMCRNet
+enhance_model: !new:{model_class}
     sample_rate: !ref <sample_rate>
 {model_args}
 
@@ -198,8 +226,281 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
     loadables:
         enhance_model: !ref <enhance_model>
     custom_hooks:
-        enhance_model: !name:{LOAD_HOOK}
+        enhance_model: !name:{hook}
 """
+
+
+def interface_source(roots=INTERFACE_ROOTS):
+    """The text of ``custom_interface.py``: the source of the modules that
+    define ``roots``, and of the package modules they import, in one file
+    that imports nothing from this package.
+
+    Each module is copied whole, less its docstring and imports; the imports
+    are merged at the top. The package modules a module imports from come
+    before it, and those imports are dropped (their names are defined in
+    the same file).
+
+    Arguments
+    ---------
+    roots : Sequence
+        Classes or functions whose modules the file holds.
+
+    Returns
+    -------
+    str
+        Python source.
+
+    Raises
+    ------
+    ValueError
+        If a module imports the package in a way that cannot be inlined
+        (``import speechbrain_cmcr...``, aliases, inside code), or two
+        modules bind one name differently.
+
+    Example
+    -------
+    >>> source = interface_source()
+    >>> "class EnhanceSpeech(Pretrained):" in source
+    True
+    >>> any(map(_imports_package, ast.walk(ast.parse(source))))
+    False
+    """
+    modules = []
+    for root in roots:
+        _add_with_dependencies(inspect.getmodule(root), modules)
+    parts = [_module_parts(module) for module in modules]
+    bindings = {}
+    for module, (imports, body, _) in zip(modules, parts):
+        for name, origin in _bindings(module, imports, body):
+            if bindings.setdefault(name, origin) != origin:
+                raise ValueError(
+                    f"{module.__name__}: binds {name} as {origin}, another "
+                    f"module as {bindings[name]}; rename one of them"
+                )
+    generated = textwrap.fill(
+        f"Generated by {PACKAGE} {__version__} (python -m {__name__}) from "
+        f"the source of its modules "
+        f"{', '.join(module.__name__ for module in modules)}, whose "
+        "documentation follows; do not edit it: export again. Needs torch, "
+        "torchaudio, soundfile and speechbrain.",
+        width=79,
+    )
+    sections = [
+        f"# {'-' * 76}\n# From {module.__name__}\n# {'-' * 76}\n\n{body}\n"
+        for module, (_, body, _) in zip(modules, parts)
+    ]
+    return "\n\n".join(
+        [
+            INTERFACE_DOCSTRING.format(generated=generated),
+            _import_block([node for part in parts for node in part[0]]),
+            *sections,
+        ]
+    )
+
+
+INTERFACE_DOCSTRING = '''\
+"""CMCR-Net speech enhancement for SpeechBrain in one file: the model and its
+inference interface, to load this model folder or Hub repository where
+SpeechBrain is installed but not the speechbrain_cmcr package::
+
+    from speechbrain.inference.interfaces import foreign_class
+
+    enhancer = foreign_class(
+        source="<this folder or Hub repository>",
+        pymodule_file="custom_interface.py",
+        classname="EnhanceSpeech",
+        hparams_file="custom_interface.yaml",
+    )
+    enhancer.enhance_file("noisy.wav", output_filename="enhanced.wav")
+
+{generated}
+
+Like the hyperparameter files, this is code that runs when the model is
+loaded: load models from trusted sources only.
+"""'''
+
+
+def _in_package(module_name):
+    """Whether ``module_name`` is this package or one of its modules."""
+    return module_name.split(".")[0] == PACKAGE
+
+
+def _add_with_dependencies(module, modules):
+    """Appends to ``modules`` the package modules that ``module`` imports
+    from (recursively, each once), then ``module`` itself."""
+    if module in modules:
+        return
+    for dependency in _module_parts(module)[2]:
+        _add_with_dependencies(dependency, modules)
+    modules.append(module)
+
+
+def _module_parts(module):
+    """Splits the source of a package module.
+
+    Arguments
+    ---------
+    module : module
+        A module of this package.
+
+    Returns
+    -------
+    imports : list of ast.Import or ast.ImportFrom
+        Its top-level imports of other packages.
+    body : str
+        Its source without the docstring and top-level imports.
+    dependencies : list of module
+        The package modules it imports names from.
+    """
+    source = inspect.getsource(module)
+    tree = ast.parse(source)
+    dropped, imports, dependencies = set(), [], []
+    for index, node in enumerate(tree.body):
+        docstring = (
+            index == 0
+            and isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        )
+        if not docstring and not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        dropped.update(range(node.lineno, node.end_lineno + 1))
+        if docstring:
+            continue
+        if not _imports_package(node):
+            imports.append(node)
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module != PACKAGE
+            and not any(alias.asname for alias in node.names)
+        ):
+            dependencies.append(importlib.import_module(node.module))
+        else:
+            raise ValueError(
+                f"{module.__name__}, line {node.lineno}: {ast.unparse(node)} "
+                f"cannot be inlined into {INTERFACE_MODULE}.py; import "
+                f"names from a {PACKAGE} module, without 'as'"
+            )
+    for node in ast.walk(tree):
+        top_level = getattr(node, "lineno", 0) in dropped
+        if not top_level and _imports_package(node):
+            raise ValueError(
+                f"{module.__name__}, line {node.lineno}: imports {PACKAGE} "
+                f"inside code, which {INTERFACE_MODULE}.py cannot inline"
+            )
+    lines = source.splitlines(keepends=True)
+    body = "".join(
+        line for number, line in enumerate(lines, 1) if number not in dropped
+    )
+    return imports, body.strip("\n"), dependencies
+
+
+def _imports_package(node):
+    """Whether the ast ``node`` imports (from) this package."""
+    if isinstance(node, ast.ImportFrom):
+        return node.level > 0 or _in_package(node.module)
+    if isinstance(node, ast.Import):
+        return any(_in_package(alias.name) for alias in node.names)
+    return False
+
+
+def _bindings(module, imports, body):
+    """(name, origin) of the top-level names a module binds: its imports
+    (origin: the import) and definitions (origin: the module)."""
+    for node in imports:
+        for alias in node.names:
+            if isinstance(node, ast.ImportFrom):
+                origin = f"from {node.module} import {alias.name}"
+            elif alias.asname:
+                origin = f"import {alias.name}"
+            else:  # import a.b binds a
+                origin = f"import {alias.name.split('.')[0]}"
+            yield (alias.asname or alias.name.split(".")[0]), origin
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    for node in ast.parse(body).body:
+        if isinstance(node, definitions):
+            yield node.name, module.__name__
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = getattr(node, "targets", None) or [node.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        yield name.id, module.__name__
+
+
+def _import_block(nodes):
+    """Merged import statements, sorted the way ruff's isort sorts them:
+    the standard library, then third-party packages; ``import x`` before
+    ``from x import y``; names ordered constants, classes, then others."""
+    sections = []
+    for standard in (True, False):
+        straight, froms = set(), {}
+        for node in nodes:
+            top = (
+                node.module if isinstance(node, ast.ImportFrom) else None
+            ) or node.names[0].name
+            if (top.split(".")[0] in sys.stdlib_module_names) != standard:
+                continue
+            for alias in node.names:
+                name = alias.name
+                if alias.asname:
+                    name += f" as {alias.asname}"
+                if isinstance(node, ast.ImportFrom):
+                    froms.setdefault(node.module, set()).add(name)
+                else:
+                    straight.add(name)
+        lines = [f"import {name}" for name in sorted(straight)]
+        for module_name in sorted(froms):
+            names = sorted(froms[module_name], key=_name_order)
+            line = f"from {module_name} import {', '.join(names)}"
+            if len(line) > 80:
+                wrapped = "".join(f"    {name},\n" for name in names)
+                line = f"from {module_name} import (\n{wrapped})"
+            lines.append(line)
+        if lines:
+            sections.append("\n".join(lines))
+    return "\n\n".join(sections)
+
+
+def _name_order(name):
+    """isort's order of imported names: constants, classes, then others."""
+    if name.isupper() and len(name) > 1:
+        return 0, name
+    return (1 if name[0].isupper() else 2), name
+
+
+def write_interface(folder, config=None, header=""):
+    """Writes ``custom_interface.py`` and ``custom_interface.yaml`` into an
+    exported model folder, from this package's current source.
+
+    Arguments
+    ---------
+    folder : str or os.PathLike
+        The model folder.
+    config : dict, optional
+        CMCRNet constructor arguments; default: those stored in the folder's
+        ``enhance_model.ckpt``.
+    header : str
+        Comment lines put at the top of the yaml file.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> write_interface(folder, CMCRNet().config)
+    >>> sorted(path.name for path in folder.iterdir())
+    ['custom_interface.py', 'custom_interface.yaml']
+    """
+    folder = Path(folder)
+    if config is None:
+        state_dict = read_state_dict(folder / "enhance_model.ckpt")
+        config = state_dict["_extra_state"]["config"]
+    with replacing(folder / f"{INTERFACE_MODULE}.py") as partial:
+        partial.write_text(interface_source(), encoding="utf-8")
+    with replacing(folder / f"{INTERFACE_MODULE}.yaml") as partial:
+        partial.write_text(
+            hyperparams_yaml(config, header, INTERFACE_MODULE),
+            encoding="utf-8",
+        )
 
 
 def write_example(path, sample_rate, source=None):
@@ -311,8 +612,10 @@ def _cell(value, digits):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def model_card(model, checkpoint, summary, source):
-    """The README.md model card of an exported model.
+def model_card(model, checkpoint, summary, source, notes=None):
+    """The README.md model card of an exported model, laid out as the Hub's
+    SpeechBrain model cards are: metadata, results, how to use it, training
+    data, limitations and citations.
 
     Arguments
     ---------
@@ -324,6 +627,11 @@ def model_card(model, checkpoint, summary, source):
         Test metrics (``test_summary.json``), if measured.
     source : str
         Hub repository id or folder to show in the usage examples.
+    notes : str, optional
+        Markdown put after the usage (training, training data and their
+        licences, ...). A YAML front matter block at its top (between
+        ``---`` lines) is merged into the card's metadata (e.g.
+        ``datasets``).
 
     Returns
     -------
@@ -334,28 +642,52 @@ def model_card(model, checkpoint, summary, source):
     -------
     >>> from speechbrain.utils.checkpoints import Checkpoint
     >>> ckpt = Checkpoint(Path("CKPT+x"), {"pesq": 2.5}, {})
-    >>> card = model_card(CMCRNet(), ckpt, None, "user/cmcr")
+    >>> notes = "---\\ndatasets:\\n- LibriSpeech\\n---\\n## Training data"
+    >>> card = model_card(CMCRNet(), ckpt, None, "user/cmcr", notes)
     >>> card.splitlines()[1]
     'library_name: speechbrain'
+    >>> card_metadata(card)["datasets"]
+    ['LibriSpeech']
     """
     config = model.config
     parameters = sum(p.numel() for p in model.parameters())
     output = OUTPUT_NAMES[config["output"]]
     causal = "yes" if config["causal"] else "no"
+    extra, notes = _split_front_matter(notes or "")
+    metadata = {
+        "library_name": "speechbrain",
+        "license": "apache-2.0",
+        "language": "en",
+        "pipeline_tag": "audio-to-audio",
+        "tags": [
+            "speechbrain",
+            "speech-enhancement",
+            "denoising",
+            "audio-to-audio",
+            "CMCR-Net",
+            "pytorch",
+        ],
+        "metrics": [
+            name.split(" (")[0]
+            for key, name, _ in METRICS
+            if summary and key in summary
+        ],
+        **extra,
+    }
+    front_matter = yaml.safe_dump(
+        {key: value for key, value in metadata.items() if value},
+        sort_keys=False,
+        allow_unicode=True,
+    )
+    notes = notes.strip() or (
+        "## Training data\n\nNot documented by this export: name the "
+        "training data and their licences in a Markdown file given to "
+        "`python -m speechbrain_cmcr.export ... --notes`."
+    )
+    example = f"{source}/example.wav"
     return f"""\
 ---
-library_name: speechbrain
-license: apache-2.0
-language: en
-pipeline_tag: audio-to-audio
-tags:
-- speechbrain
-- speech-enhancement
-- denoising
-- audio-to-audio
-- CMCR-Net
-- pytorch
----
+{front_matter}---
 
 # CMCR-Net speech enhancement
 
@@ -378,14 +710,14 @@ and exported by speechbrain_cmcr {__version__} from checkpoint
 | Causal convolutions | {causal} |
 | Parameters | {parameters:,} |
 
-## Test results
+## Results
 
 {metrics_table(summary)}
 
-## Usage
+## Use it
 
-Install the `speechbrain_cmcr` package (from its repository: `pip install .`),
-then:
+With the `speechbrain_cmcr` package (`pip install` its wheel, or `.` in its
+repository; it brings SpeechBrain):
 
 ```python
 from speechbrain_cmcr import EnhanceSpeech
@@ -397,13 +729,32 @@ enhancer.enhance_file("noisy.wav", output_filename="enhanced.wav")
 enhanced = enhancer.enhance_batch(noisy)
 ```
 
+With SpeechBrain alone (`pip install speechbrain soundfile`), through
+`custom_interface.py`, which holds the same model and interface:
+
+```python
+from speechbrain.inference.interfaces import foreign_class
+
+enhancer = foreign_class(
+    source="{source}",
+    pymodule_file="custom_interface.py",
+    classname="EnhanceSpeech",
+    hparams_file="custom_interface.yaml",
+)
+enhancer.enhance_file("{example}", output_filename="enhanced.wav")
+```
+
+`example.wav` is a noisy example to try; `enhance_file` takes a local file
+or a file of a Hub repository, `"user/name/file.wav"`, which it fetches.
+Add `run_opts={{"device": "cuda"}}` to either call to run on a GPU.
+
 From the command line (files or folders, skips files already done):
 
 ```bash
 cmcr-enhance noisy_folder/ --output-dir enhanced/ --model {source}
 ```
 
-`example.wav` is a noisy example to try.
+{notes}
 
 ## Limitations
 
@@ -416,7 +767,8 @@ cmcr-enhance noisy_folder/ --output-dir enhanced/ --model {source}
   1 s cross-faded overlap), so it is not meant for real-time streaming.
 - Enhanced speech can contain artifacts; do not rely on it where the exact
   content of a recording matters (e.g. evidence).
-- `hyperparams.yaml` is HyperPyYAML, which can run Python code: load models
+- `hyperparams.yaml` and `custom_interface.yaml` are HyperPyYAML, which can
+  run Python code, and `custom_interface.py` is Python code: load models
   from trusted sources only. The checkpoint itself is loaded as plain
   tensors.
 
@@ -448,6 +800,36 @@ cmcr-enhance noisy_folder/ --output-dir enhanced/ --model {source}
 }}
 ```
 """
+
+
+def card_metadata(card):
+    """The metadata (YAML front matter) of a model card.
+
+    Arguments
+    ---------
+    card : str
+        Markdown starting with a ``---`` block.
+
+    Returns
+    -------
+    dict
+        The metadata; empty if there is none.
+
+    Example
+    -------
+    >>> card_metadata("---\\nlicense: apache-2.0\\n---\\n# Model")
+    {'license': 'apache-2.0'}
+    """
+    return _split_front_matter(card)[0]
+
+
+def _split_front_matter(text):
+    """(metadata dict, rest of the text) of Markdown that may start with a
+    YAML front matter block."""
+    match = re.match(r"---\n(.*?\n)?---\n", text, re.S)
+    if match is None:
+        return {}, text
+    return yaml.safe_load(match.group(1) or "") or {}, text[match.end() :]
 
 
 def read_summary(run_folder):
@@ -519,8 +901,9 @@ def export_model(
     repo_id : str, optional
         Hub repository id to show in the model card's usage examples.
     notes : str, optional
-        Markdown added to the model card after the test results (training
-        data and their attributions, the command that trained it, ...).
+        Markdown added to the model card after the usage (training data and
+        their licences, the command that trained it, ...), optionally with a
+        YAML front matter of card metadata (see :func:`model_card`).
 
     Returns
     -------
@@ -544,8 +927,14 @@ def export_model(
     ...     meta={"pesq": 2.5})  # doctest: +ELLIPSIS
     Checkpoint(...)
     >>> folder = export_model(run, run.parent / "export")
-    >>> sorted(p.name for p in folder.iterdir())
-    ['README.md', 'enhance_model.ckpt', 'example.wav', 'hyperparams.yaml']
+    >>> for name in sorted(p.name for p in folder.iterdir()):
+    ...     print(name)
+    README.md
+    custom_interface.py
+    custom_interface.yaml
+    enhance_model.ckpt
+    example.wav
+    hyperparams.yaml
     """
     checkpoint = find_best_checkpoint(run_folder)
     model = load_trained_model(checkpoint.path)
@@ -563,17 +952,23 @@ def export_model(
         partial.write_text(
             hyperparams_yaml(model.config, header), encoding="utf-8"
         )
+    write_interface(
+        folder,
+        model.config,
+        f"{header}\nFor SpeechBrain's foreign_class, with {INTERFACE_MODULE}.py"
+        " (see README.md)",
+    )
     with replacing(folder / "enhance_model.ckpt") as partial:
         torch.save(model.state_dict(), partial)
     with replacing(folder / "example.wav") as partial:
         write_example(partial, model.config["sample_rate"], example)
     card = model_card(
-        model, checkpoint, read_summary(run_folder), repo_id or _path(folder)
+        model,
+        checkpoint,
+        read_summary(run_folder),
+        repo_id or _path(folder),
+        notes,
     )
-    if notes:
-        card = card.replace(
-            "\n## Usage\n", f"\n{notes.strip()}\n\n## Usage\n", 1
-        )
     with replacing(folder / "README.md") as partial:
         partial.write_text(card, encoding="utf-8")
     _check_reload(folder, model)
@@ -596,7 +991,8 @@ def _parse_args(argv=None):
         description=(
             "Export the best checkpoint (max validation PESQ) of a CMCR-Net "
             "training run as a SpeechBrain inference folder: "
-            "hyperparams.yaml, enhance_model.ckpt, example.wav, README.md."
+            "hyperparams.yaml, enhance_model.ckpt, custom_interface.py and "
+            ".yaml (for SpeechBrain alone), example.wav, README.md."
         ),
     )
     parser.add_argument("run_folder", help="training output folder")

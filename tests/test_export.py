@@ -1,28 +1,40 @@
 """Export of a training run to an inference folder, and its round trip
-through ``EnhanceSpeech.from_hparams``."""
+through ``EnhanceSpeech.from_hparams``; the self-contained
+``custom_interface.py`` and the package model in step."""
 
 import hashlib
 import json
+import pathlib
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
 from conftest import TINY
 from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.superpowers import import_from_path
 
-from speechbrain_cmcr.export import export_model, main
+from speechbrain_cmcr.export import (
+    card_metadata,
+    export_model,
+    interface_source,
+    main,
+)
 from speechbrain_cmcr.inference.enhancement import (
     EnhanceSpeech,
     read_state_dict,
 )
 from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPORTED_FILES = [
     "README.md",
+    "custom_interface.py",
+    "custom_interface.yaml",
     "enhance_model.ckpt",
     "example.wav",
     "hyperparams.yaml",
@@ -37,10 +49,11 @@ SUMMARY = {
 }
 
 
-def tiny_model(seed):
-    """A tiny CMCRNet with seeded random weights and BatchNorm statistics."""
+def tiny_model(seed, **config):
+    """A tiny CMCRNet (``TINY`` updated with ``config``) with seeded random
+    weights and BatchNorm statistics."""
     torch.manual_seed(seed)
-    model = CMCRNet(**TINY)
+    model = CMCRNet(**{**TINY, **config})
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.normal_(0, 0.1)
@@ -107,15 +120,33 @@ def test_exported_files_are_inference_only(exported):
 def test_model_card(exported):
     export, _ = exported
     card = (export / "README.md").read_text()
-    front_matter = yaml.safe_load(card.split("---")[1])
-    assert front_matter["library_name"] == "speechbrain"
-    assert front_matter["license"] == "apache-2.0"
-    assert "speech-enhancement" in front_matter["tags"]
+    metadata = card_metadata(card)
+    assert metadata["library_name"] == "speechbrain"
+    assert metadata["license"] == "apache-2.0"
+    assert metadata["language"] == "en"
+    assert "speech-enhancement" in metadata["tags"]
+    assert metadata["metrics"] == ["PESQ", "CSIG", "STOI"]
+    sections = re.findall(r"^## (.+)$", card, re.M)
+    assert sections == [
+        "Results",
+        "Use it",
+        "Training data",
+        "Limitations",
+        "Citation",
+    ]
     assert "| PESQ (wide-band) | 1.97 | 2.91 |" in card
     assert "| STOI | 0.921 | 0.941 |" in card
-    for needed in ["EnhanceSpeech.from_hparams", "cmcr-enhance", "2304.13439"]:
+    for needed in [
+        "EnhanceSpeech.from_hparams",
+        "foreign_class(",
+        'pymodule_file="custom_interface.py"',
+        'hparams_file="custom_interface.yaml"',
+        "cmcr-enhance",
+        "@article{xu2023cmcr",
+        "journal = {arXiv preprint arXiv:2304.13439}",
+        "@misc{speechbrain",
+    ]:
         assert needed in card
-    assert "## Limitations" in card
 
 
 def test_model_card_without_test_summary(tmp_path):
@@ -123,15 +154,24 @@ def test_model_card_without_test_summary(tmp_path):
     export = export_model(tmp_path / "run", tmp_path / "export", repo_id="u/m")
     card = (export / "README.md").read_text()
     assert "Not measured" in card
-    assert 'source="u/m"' in card
+    assert "metrics" not in card_metadata(card)
+    assert set(re.findall(r'source="([^"]+)"', card)) == {"u/m"}
+    assert '"u/m/example.wav"' in card
 
 
-def test_model_card_notes_come_before_usage(tmp_path):
+def test_model_card_notes_come_after_usage(tmp_path):
     make_run_folder(tmp_path / "run", {0: 2.0})
-    notes = "## Training data\n\nLibriSpeech (CC BY 4.0)."
+    notes = (
+        "---\ndatasets:\n- LibriSpeech\n---\n"
+        "## Training data\n\nLibriSpeech (CC BY 4.0)."
+    )
     export = export_model(tmp_path / "run", tmp_path / "export", notes=notes)
     card = (export / "README.md").read_text()
-    assert card.index("## Training data") < card.index("## Usage")
+    assert card_metadata(card)["datasets"] == ["LibriSpeech"]
+    assert card_metadata(card)["library_name"] == "speechbrain"
+    assert card.count("---\n") == 2  # the notes' front matter was merged
+    use, data = card.index("## Use it"), card.index("## Training data")
+    assert use < data < card.index("## Limitations")
     assert "LibriSpeech (CC BY 4.0)." in card
 
 
@@ -204,10 +244,12 @@ def test_card_usage_lines_load_the_export(tmp_path, monkeypatch):
     make_run_folder(tmp_path / "run", {0: 2.0})
     export = export_model(tmp_path / "run", tmp_path / "models" / "mine")
     card = (export / "README.md").read_text()
-    (source,) = re.findall(r'source="([^"]+)"', card)
+    sources = re.findall(r'source="([^"]+)"', card)
     (model,) = re.findall(r"cmcr-enhance .* --model (\S+)", card)
-    assert source == model == "models/mine"
-    EnhanceSpeech.from_hparams(source=source)
+    assert sources == [model] * 2 and model == "models/mine"
+    EnhanceSpeech.from_hparams(source=model)
+    (example,) = re.findall(r'enhance_file\("([^"]+/example.wav)"', card)
+    assert pathlib.Path(example).is_file()
 
 
 def test_command_line_errors_are_one_line(tmp_path, capsys):
@@ -221,3 +263,106 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "run"), str(export)]) == 2
     assert "no checkpoint folder" in capsys.readouterr().err
     assert not export.exists()
+
+
+def load_interface(folder):
+    """The ``custom_interface`` module of an exported folder, imported from
+    its file (as ``foreign_class`` does), not from the package."""
+    return import_from_path(folder / "custom_interface.py")
+
+
+def assert_interface_matches_package(interface, config, state_dict):
+    """The interface file's CMCRNet and the package's, built from
+    ``config``, have the same state-dict keys and, with ``state_dict``
+    loaded, give the same output on a random input."""
+    theirs, ours = interface.CMCRNet(**config), CMCRNet(**config)
+    assert theirs.state_dict().keys() == ours.state_dict().keys()
+    for model in (theirs, ours):
+        model.load_state_dict(state_dict, strict=True)
+        model.eval()
+    noisy = torch.randn(2, 8000, generator=torch.Generator().manual_seed(1))
+    lengths = torch.tensor([1.0, 0.6])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            theirs.enhance(noisy, lengths), ours.enhance(noisy, lengths)
+        )
+
+
+def test_interface_is_the_package_model(exported):
+    export, best = exported
+    interface = load_interface(export)
+    assert interface.__file__ == str(export / "custom_interface.py")
+    assert interface.CMCRNet is not CMCRNet
+    assert_interface_matches_package(
+        interface, best.config, read_state_dict(export / "enhance_model.ckpt")
+    )
+    # Another configuration, other weights: the same code.
+    other = tiny_model(4, num_modules=2, output="mapping")
+    assert_interface_matches_package(
+        interface, other.config, other.state_dict()
+    )
+
+
+def test_interface_file_passes_the_linter(exported):
+    export, _ = exported
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--config"]
+        + [str(REPO_ROOT / "pyproject.toml"), "custom_interface.py"],
+        cwd=export,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def module_file(monkeypatch, folder, name, source):
+    """Imports ``source`` as module ``name`` from a file in ``folder``,
+    known to ``sys.modules`` for the test."""
+    path = folder / f"{name}.py"
+    path.write_text(source)
+    module = import_from_path(path)
+    monkeypatch.setitem(sys.modules, name, module)
+    return module
+
+
+def test_interface_inlines_the_package_modules_it_imports(
+    tmp_path, monkeypatch
+):
+    user = module_file(
+        monkeypatch,
+        tmp_path,
+        "user",
+        "from speechbrain_cmcr.inference.enhancement import same_file\n\n\n"
+        "def describe(a, b):\n    return same_file(a, b)\n",
+    )
+    source = interface_source(roots=(user.describe,))
+    assert not any(
+        line.startswith(("import speechbrain_cmcr", "from speechbrain_cmcr"))
+        for line in source.splitlines()
+    )
+    assert source.index("def same_file(") < source.index("def describe(")
+    namespace = {}
+    exec(compile(source, "custom_interface.py", "exec"), namespace)
+    assert namespace["describe"]("a/x.wav", "a/b/../x.wav")
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("import speechbrain_cmcr.cli\n", "cannot be inlined"),
+        ("from speechbrain_cmcr.cli import main as run\n", "without 'as'"),
+        (
+            "def f():\n    from speechbrain_cmcr import cli\n",
+            "inside code",
+        ),
+        ("Path = None\n", "binds Path"),
+    ],
+    ids=["import", "alias", "inside-code", "name-clash"],
+)
+def test_interface_refuses_what_it_cannot_inline(
+    tmp_path, monkeypatch, source, message
+):
+    source += "\n\ndef g():\n    pass\n"
+    module = module_file(monkeypatch, tmp_path, "bad", source)
+    with pytest.raises(ValueError, match=message):
+        interface_source(roots=(module.g, EnhanceSpeech))

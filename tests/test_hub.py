@@ -4,7 +4,10 @@ server (loopback only) answers the requests huggingface_hub makes, and
 subprocess with ``HF_ENDPOINT`` pointing at it (huggingface_hub reads the
 endpoint at import time). The model makes the whole round trip: trained by
 the recipe on the demo data, exported, loaded from the folder and by id;
-both give the trained model's output."""
+both give the trained model's output. The exported custom_interface.py
+loads the folder and the repository through SpeechBrain's ``foreign_class``
+in a process where speechbrain_cmcr cannot be imported, and ``enhance_file``
+fetches ``user/name/file.wav`` paths from the Hub."""
 
 import hashlib
 import os
@@ -40,7 +43,59 @@ savedir, probe, output = sys.argv[1:]
 enhancer = EnhanceSpeech.from_hparams(
     source="someuser/cmcr-test", savedir=savedir, run_opts={"device": "cpu"}
 )
-torch.save(enhancer.enhance_batch(torch.load(probe)), output)
+try:
+    enhancer.enhance_file("someuser/cmcr-test/missing.wav")
+except FileNotFoundError as error:
+    missing = str(error)
+results = {
+    "batch": enhancer.enhance_batch(torch.load(probe)),
+    "hub_file": enhancer.enhance_file("someuser/cmcr-test/example.wav"),
+    "missing": missing,
+}
+torch.save(results, output)
+"""
+# Makes speechbrain_cmcr unimportable (the venv has it installed editable),
+# and checks that it is.
+WITHOUT_PACKAGE = """
+import importlib.util
+import sys
+
+
+class NoCMCRPackage:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "speechbrain_cmcr":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, NoCMCRPackage())
+try:
+    importlib.util.find_spec("speechbrain_cmcr")
+    sys.exit("speechbrain_cmcr is importable")
+except ModuleNotFoundError:
+    print("speechbrain_cmcr: not importable")
+"""
+FOREIGN_SCRIPT = """
+import torch
+from speechbrain.inference.interfaces import foreign_class
+
+source, example, probe, output = sys.argv[1:]
+enhancer = foreign_class(
+    source=source,
+    pymodule_file="custom_interface.py",
+    classname="EnhanceSpeech",
+    hparams_file="custom_interface.yaml",
+    run_opts={"device": "cpu"},
+)
+results = {
+    "class": type(enhancer).__module__ + "." + type(enhancer).__name__,
+    "model": type(enhancer.mods.enhance_model).__module__,
+    "batch": enhancer.enhance_batch(torch.load(probe)),
+    "file": enhancer.enhance_file(example),
+    "modules": [
+        name for name in sys.modules if name.split(".")[0] == "speechbrain_cmcr"
+    ],
+}
+torch.save(results, output)
 """
 
 
@@ -155,6 +210,62 @@ def hub_env(endpoint, hf_home):
     return env
 
 
+def run_without_package(args, env, cwd, script=FOREIGN_SCRIPT):
+    """Runs ``script`` with ``args`` in a Python where speechbrain_cmcr
+    cannot be imported; returns the results it saved (its last argument)."""
+    env = {key: value for key, value in env.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PACKAGE + script, *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("speechbrain_cmcr: not importable\n")
+    return torch.load(args[-1])
+
+
+def probe_file(folder):
+    """A random batch saved for a subprocess; returns (path, batch)."""
+    probe = torch.randn(2, 3000, generator=torch.Generator().manual_seed(0))
+    torch.save(probe, folder / "probe.pt")
+    return folder / "probe.pt", probe
+
+
+@pytest.mark.parametrize("route", ["folder", "hub"])
+def test_foreign_class_loads_without_the_package(
+    exported, hub_endpoint, tmp_path, route
+):
+    folder, _ = exported
+    endpoint, requests = hub_endpoint
+    probe_path, probe = probe_file(tmp_path)
+    source, example = str(folder), str(folder / "example.wav")
+    if route == "hub":
+        source, example = REPO_ID, f"{REPO_ID}/example.wav"
+    results = run_without_package(
+        [source, example, probe_path, tmp_path / "out.pt"],
+        hub_env(endpoint, tmp_path / "hf_home"),
+        tmp_path,
+    )
+    assert results["class"] == "custom_interface.EnhanceSpeech"
+    assert results["model"] == "custom_interface"
+    assert results["modules"] == []
+    local = EnhanceSpeech.from_hparams(
+        source=str(folder), run_opts={"device": "cpu"}
+    )
+    torch.testing.assert_close(results["batch"], local.enhance_batch(probe))
+    torch.testing.assert_close(
+        results["file"], local.enhance_file(folder / "example.wav")
+    )
+    served = {path.rsplit("/", 1)[-1] for method, path in requests}
+    if route == "hub":
+        assert {"custom_interface.py", "custom_interface.yaml"} <= served
+        assert "example.wav" in served
+    else:
+        assert not requests
+
+
 def test_load_by_repo_id_from_hub(exported, hub_endpoint, tmp_path):
     folder, best = exported
     endpoint, requests = hub_endpoint
@@ -176,12 +287,23 @@ def test_load_by_repo_id_from_hub(exported, hub_endpoint, tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    from_hub = torch.load(tmp_path / "from_hub.pt")
+    results = torch.load(tmp_path / "from_hub.pt")
+    from_hub = results["batch"]
     local = EnhanceSpeech.from_hparams(
         source=str(folder), run_opts={"device": "cpu"}
     )
     torch.testing.assert_close(from_hub, local.enhance_batch(probe))
     torch.testing.assert_close(from_hub, best.enhance(probe))
+    # enhance_file fetched the Hub file "user/name/example.wav".
+    torch.testing.assert_close(
+        results["hub_file"], local.enhance_file(folder / "example.wav")
+    )
+    assert ("GET", f"{RESOLVE_CACHE}example.wav") in requests
+    assert results["missing"].startswith(
+        "[Errno 2] audio file not found, neither here nor in Hugging Face "
+        f"Hub repository {REPO_ID} (404 Client Error"
+    )
+    assert results["missing"].endswith(f": '{REPO_ID}/missing.wav'")
     for name in ["hyperparams.yaml", "enhance_model.ckpt"]:
         assert ("HEAD", f"{RESOLVE}main/{name}") in requests
         assert ("GET", f"{RESOLVE_CACHE}{name}") in requests
