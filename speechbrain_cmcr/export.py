@@ -469,38 +469,25 @@ def _name_order(name):
     return (1 if name[0].isupper() else 2), name
 
 
-def write_interface(folder, config=None, header=""):
-    """Writes ``custom_interface.py`` and ``custom_interface.yaml`` into an
-    exported model folder, from this package's current source.
+def write_interface(folder):
+    """Writes ``custom_interface.py`` into a model folder from this
+    package's current source: an export does it, and so can a call on an
+    exported folder alone, to bring its code up to date.
 
     Arguments
     ---------
     folder : str or os.PathLike
         The model folder.
-    config : dict, optional
-        CMCRNet constructor arguments; default: those stored in the folder's
-        ``enhance_model.ckpt``.
-    header : str
-        Comment lines put at the top of the yaml file.
 
     Example
     -------
     >>> folder = getfixture("tmp_path")
-    >>> write_interface(folder, CMCRNet().config)
-    >>> sorted(path.name for path in folder.iterdir())
-    ['custom_interface.py', 'custom_interface.yaml']
+    >>> write_interface(folder)
+    >>> [path.name for path in folder.iterdir()]
+    ['custom_interface.py']
     """
-    folder = Path(folder)
-    if config is None:
-        state_dict = read_state_dict(folder / "enhance_model.ckpt")
-        config = state_dict["_extra_state"]["config"]
-    with replacing(folder / f"{INTERFACE_MODULE}.py") as partial:
+    with replacing(Path(folder) / f"{INTERFACE_MODULE}.py") as partial:
         partial.write_text(interface_source(), encoding="utf-8")
-    with replacing(folder / f"{INTERFACE_MODULE}.yaml") as partial:
-        partial.write_text(
-            hyperparams_yaml(config, header, INTERFACE_MODULE),
-            encoding="utf-8",
-        )
 
 
 def write_example(path, sample_rate, source=None):
@@ -952,12 +939,17 @@ def export_model(
         partial.write_text(
             hyperparams_yaml(model.config, header), encoding="utf-8"
         )
-    write_interface(
-        folder,
-        model.config,
-        f"{header}\nFor SpeechBrain's foreign_class, with {INTERFACE_MODULE}.py"
-        " (see README.md)",
-    )
+    write_interface(folder)
+    with replacing(folder / f"{INTERFACE_MODULE}.yaml") as partial:
+        partial.write_text(
+            hyperparams_yaml(
+                model.config,
+                f"{header}\nFor SpeechBrain's foreign_class, with "
+                f"{INTERFACE_MODULE}.py (see README.md)",
+                INTERFACE_MODULE,
+            ),
+            encoding="utf-8",
+        )
     with replacing(folder / "enhance_model.ckpt") as partial:
         torch.save(model.state_dict(), partial)
     with replacing(folder / "example.wav") as partial:
