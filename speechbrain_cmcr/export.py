@@ -3,7 +3,7 @@
 Usage::
 
     python -m speechbrain_cmcr.export <training output folder> \\
-        <export folder> [--example noisy.wav] [--repo-id user/name]
+        <export folder> [--example noisy.wav] [--repo-id user/name] [--onnx]
 
 The training output folder is the recipe's ``output_folder``: the best
 checkpoint by validation PESQ is taken from ``save/CKPT+*/model.ckpt`` and
@@ -22,7 +22,10 @@ nothing else is needed to load it with
   The file is assembled from the source of the package's modules
   (:func:`interface_source`), so it cannot drift from them;
 - ``example.wav``: a noisy example;
-- ``README.md``: the model card.
+- ``README.md``: the model card;
+- with ``--onnx``, ``cmcr_offline.onnx`` and, for a causal model,
+  ``cmcr_stream.onnx``: the graphs of :mod:`speechbrain_cmcr.onnx_export`,
+  which ``python -m speechbrain_cmcr.onnx_runner`` runs without PyTorch.
 
 Files are replaced, never written through: exporting into a folder of
 symbolic links (such as a ``from_hparams`` savedir) replaces the links and
@@ -73,6 +76,13 @@ PACKAGE = __name__.split(".")[0]
 INTERFACE_MODULE = "custom_interface"
 INTERFACE_ROOTS = (CMCRNet, EnhanceSpeech)
 OUTPUT_NAMES = {"mask": "complex ratio mask", "mapping": "complex mapping"}
+# The files of speechbrain_cmcr.onnx_export (imported for --onnx only: it
+# needs the onnx package) and what the model card says of each.
+GRAPH_NOTES = {
+    "cmcr_offline.onnx": "a whole spectrum at once",
+    "cmcr_stream.onnx": "one frame in, one frame out, the state as explicit "
+    "inputs and outputs",
+}
 # (summary key, name in the model card, decimals)
 METRICS = [
     ("pesq", "PESQ (wide-band)", 2),
@@ -601,7 +611,7 @@ def _cell(value, digits):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def model_card(model, checkpoint, summary, source, notes=None):
+def model_card(model, checkpoint, summary, source, notes=None, graphs=()):
     """The README.md model card of an exported model, laid out as the Hub's
     SpeechBrain model cards are: metadata, results, how to use it, training
     data, limitations and citations.
@@ -621,6 +631,9 @@ def model_card(model, checkpoint, summary, source, notes=None):
         licences, ...). A YAML front matter block at its top (between
         ``---`` lines) is merged into the card's metadata (e.g.
         ``datasets``).
+    graphs : Sequence[str]
+        File names of the ONNX graphs exported beside the model (see
+        :data:`GRAPH_NOTES`), shown with the command that runs them.
 
     Returns
     -------
@@ -641,7 +654,7 @@ def model_card(model, checkpoint, summary, source, notes=None):
     config = model.config
     parameters = sum(p.numel() for p in model.parameters())
     output = OUTPUT_NAMES[config["output"]]
-    causal = "yes" if config["causal"] else "no"
+    causal, usage, limitation = _real_time(config, source, graphs)
     extra, notes = _split_front_matter(notes or "")
     metadata = {
         "library_name": "speechbrain",
@@ -696,7 +709,7 @@ and exported by speechbrain_cmcr {__version__} from checkpoint
 | Collaboration modules | {config["num_modules"]} (attention over \
 {config["attention_axis"]}, dim {config["attention_dim"]}) |
 | Output | {output} |
-| Causal convolutions | {causal} |
+| Causal | {causal} |
 | Parameters | {parameters:,} |
 
 ## Results
@@ -742,7 +755,7 @@ From the command line (files or folders, skips files already done):
 ```bash
 cmcr-enhance noisy_folder/ --output-dir enhanced/ --model {source}
 ```
-
+{usage}
 {notes}
 
 ## Limitations
@@ -752,8 +765,7 @@ cmcr-enhance noisy_folder/ --output-dir enhanced/ --model {source}
 - The model works at {config["sample_rate"]} Hz mono: inputs are resampled
   and multichannel inputs averaged to mono; the output comes back at
   {config["sample_rate"]} Hz unless `output_sample_rate="input"` is given.
-- It is an offline model: attention spans each whole chunk (10 s chunks,
-  1 s cross-faded overlap), so it is not meant for real-time streaming.
+- {limitation}
 - Enhanced speech can contain artifacts; do not rely on it where the exact
   content of a recording matters (e.g. evidence).
 - `hyperparams.yaml` and `custom_interface.yaml` are HyperPyYAML, which can
@@ -789,6 +801,63 @@ cmcr-enhance noisy_folder/ --output-dir enhanced/ --model {source}
 }}
 ```
 """
+
+
+def _real_time(config, source, graphs):
+    """The model card's texts on causality, streaming and ONNX: the
+    ``Causal`` row, the usage added after ``cmcr-enhance`` (streaming, the
+    ONNX runner; may be empty) and the limitation on real time."""
+    rate = config["sample_rate"]
+    latency = config["n_fft"] - 1
+    latency = f"{latency} samples ({1000 * latency / rate:.1f} ms)"
+    causal, usage = "no: an offline model", ""
+    limitation = (
+        "It is an offline model: attention spans each whole chunk (10 s "
+        "chunks,\n  1 s cross-faded overlap), so it is not meant for "
+        "real-time streaming."
+    )
+    if config["causal"]:
+        causal = "yes, but its attention over time does not stream"
+        limitation = (
+            "It is causal, but its attention over time keeps the whole "
+            "past,\n  so it does not stream; files are processed in 10 s "
+            "chunks."
+        )
+    if config["causal"] and config["attention_axis"] == "frequency":
+        causal = f"yes: streams, {latency} behind the input"
+        limitation = (
+            "Its attention statistics are running means over the whole "
+            "past:\n  in a long stream they follow a change of noise ever "
+            "more slowly."
+        )
+        pcm = f"-f S16_LE -r {rate} -c 1 -t raw"
+        usage = f"""
+In real time, raw 16-bit mono PCM at {rate} Hz in (standard input) and out
+(standard output), {latency} behind; here from the microphone to
+the speakers:
+
+```bash
+arecord {pcm} | cmcr-enhance --stream --model {source} | aplay {pcm}
+```
+"""
+    if graphs:
+        listed = "\n".join(
+            f"- `{name}`: {GRAPH_NOTES[name]};" for name in graphs
+        )
+        usage += f"""
+Without PyTorch, through ONNX (onnxruntime):
+
+{listed[:-1]}.
+
+The package's runner (NumPy, soundfile and onnxruntime only; it never
+imports torch) enhances a file at {rate} Hz with a graph, in the model's
+folder (for a Hub repository, a downloaded copy):
+
+```bash
+python -m speechbrain_cmcr.onnx_runner {graphs[-1]} noisy.wav enhanced.wav
+```
+"""
+    return causal, usage, limitation
 
 
 def card_metadata(card):
@@ -875,7 +944,12 @@ def _check_reload(export_folder, model):
 
 
 def export_model(
-    run_folder, export_folder, example=None, repo_id=None, notes=None
+    run_folder,
+    export_folder,
+    example=None,
+    repo_id=None,
+    notes=None,
+    onnx=False,
 ):
     """Exports the best checkpoint of a training run for inference.
 
@@ -893,6 +967,11 @@ def export_model(
         Markdown added to the model card after the usage (training data and
         their licences, the command that trained it, ...), optionally with a
         YAML front matter of card metadata (see :func:`model_card`).
+    onnx : bool
+        Also write the ONNX graphs (:func:`speechbrain_cmcr.onnx_export.
+        export_onnx`; needs the onnx package): ``cmcr_offline.onnx``, and
+        ``cmcr_stream.onnx`` for a model that streams. Graphs of an earlier
+        export are removed in any case.
 
     Returns
     -------
@@ -956,12 +1035,20 @@ def export_model(
         torch.save(model.state_dict(), partial)
     with replacing(folder / "example.wav") as partial:
         write_example(partial, model.config["sample_rate"], example)
+    for name in GRAPH_NOTES:  # stale, or links of a savedir: not written to
+        (folder / name).unlink(missing_ok=True)
+    graphs = []
+    if onnx:
+        from speechbrain_cmcr.onnx_export import export_onnx
+
+        graphs = [path.name for path in export_onnx(model, folder)]
     card = model_card(
         model,
         checkpoint,
         read_summary(run_folder),
         repo_id or _path(folder),
         notes,
+        graphs,
     )
     with replacing(folder / "README.md") as partial:
         partial.write_text(card, encoding="utf-8")
@@ -1002,6 +1089,12 @@ def _parse_args(argv=None):
         help="Markdown file added to the model card (training data, "
         "attributions, command)",
     )
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also write the ONNX graphs, cmcr_offline.onnx and (causal "
+        "model) cmcr_stream.onnx, for python -m speechbrain_cmcr.onnx_runner",
+    )
     return parser.parse_args(argv)
 
 
@@ -1035,8 +1128,9 @@ def main(argv=None):
             args.example,
             args.repo_id,
             notes,
+            args.onnx,
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:  # --onnx: onnx
         print(f"export: error: {error_message(error)}", file=sys.stderr)
         return 2
     print(f"Exported to {folder}")

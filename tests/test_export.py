@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import TINY
+from conftest import SAMPLE_RATE, TINY, harmonic_speech, mix_at_snr
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.superpowers import import_from_path
 
@@ -61,15 +61,16 @@ def tiny_model(seed, **config):
     return model.eval()
 
 
-def make_run_folder(folder, pesq_by_seed, summary=None):
+def make_run_folder(folder, pesq_by_seed, summary=None, **config):
     """A training output folder as the recipe leaves it: one checkpoint per
-    ``seed: pesq`` (a different tiny model each), optional test summary.
+    ``seed: pesq`` (a different tiny model each, ``TINY`` updated with
+    ``config``), optional test summary.
 
     Returns the model of the best checkpoint.
     """
     models = {}
     for seed, pesq in pesq_by_seed.items():
-        models[pesq] = tiny_model(seed)
+        models[pesq] = tiny_model(seed, **config)
         checkpointer = Checkpointer(folder / "save", {"model": models[pesq]})
         checkpointer.save_checkpoint(meta={"pesq": pesq, "stoi": 0.9})
     if summary is not None:
@@ -263,6 +264,72 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "run"), str(export)]) == 2
     assert "no checkpoint folder" in capsys.readouterr().err
     assert not export.exists()
+
+
+def runner_command(card):
+    """The arguments of the ONNX runner's command line in a model card."""
+    (line,) = re.findall(
+        r"^python -m (speechbrain_cmcr\.onnx_runner .+)$", card, re.M
+    )
+    return line.split()
+
+
+def test_onnx_export_runs_without_pytorch_as_the_model_does(tmp_path):
+    """``--onnx`` writes both graphs of a causal model; the card's runner
+    command, in a copy of the folder, enhances a file as ``EnhanceSpeech``
+    does."""
+    make_run_folder(tmp_path / "run", {0: 2.0}, causal=True)
+    export = tmp_path / "export"
+    assert main([str(tmp_path / "run"), str(export), "--onnx"]) == 0
+    assert sorted(p.name for p in export.iterdir()) == sorted(
+        EXPORTED_FILES + ["cmcr_offline.onnx", "cmcr_stream.onnx"]
+    )
+    card = (export / "README.md").read_text()
+    assert (
+        "| Causal | yes: streams, 63 samples (3.9 ms) behind the input |"
+        in (card)
+    )
+    assert f"cmcr-enhance --stream --model {export}" in card
+    assert "- `cmcr_stream.onnx`: one frame in, one frame out" in card
+    module, graph, noisy, enhanced = runner_command(card)
+    assert (module, graph) == (
+        "speechbrain_cmcr.onnx_runner",
+        "cmcr_stream.onnx",
+    )
+    copy = shutil.copytree(export, tmp_path / "downloaded")
+    signal = mix_at_snr(harmonic_speech(SAMPLE_RATE // 2), 0.0)[0]
+    sf.write(copy / noisy, signal.numpy(), SAMPLE_RATE, subtype="FLOAT")
+    subprocess.run(
+        [sys.executable, "-m", module, graph, noisy, enhanced],
+        cwd=copy,
+        check=True,
+    )
+    expected = EnhanceSpeech.from_hparams(source=str(export)).enhance_file(
+        copy / noisy
+    )
+    got, rate = sf.read(copy / enhanced, dtype="float32")
+    assert rate == SAMPLE_RATE and got.shape == tuple(expected.shape)
+    assert expected.abs().max() > 0.1
+    assert np.abs(got - expected.numpy()).max() < 1e-4
+
+
+def test_onnx_graphs_follow_the_model(tmp_path):
+    """An offline model gets the offline graph alone; exporting again
+    without ``--onnx`` removes the graphs, and the card no longer names
+    them."""
+    make_run_folder(tmp_path / "run", {0: 2.0})
+    export = tmp_path / "export"
+    assert main([str(tmp_path / "run"), str(export), "--onnx"]) == 0
+    card = (export / "README.md").read_text()
+    assert "| Causal | no: an offline model |" in card
+    assert "--stream" not in card
+    assert runner_command(card)[1] == "cmcr_offline.onnx"
+    assert (export / "cmcr_offline.onnx").is_file()
+    assert not (export / "cmcr_stream.onnx").exists()
+    assert main([str(tmp_path / "run"), str(export)]) == 0
+    assert sorted(p.name for p in export.iterdir()) == EXPORTED_FILES
+    card = (export / "README.md").read_text()
+    assert "onnx_runner" not in card and ".onnx`" not in card
 
 
 def load_interface(folder):
