@@ -13,12 +13,21 @@ and the others go on; the exit status is 1 if any file failed, 2 if nothing
 could start (bad model, device or output folder, no inputs), after one line
 on stderr.
 
+With ``--stream`` and a causal model, it enhances in real time instead: raw
+16-bit little-endian mono PCM at the model's rate (16 kHz) from standard
+input to standard output, block by block::
+
+    arecord -f S16_LE -r 16000 -c 1 -t raw \\
+        | cmcr-enhance --stream --model causal-model/ \\
+        | aplay -f S16_LE -r 16000 -c 1 -t raw
+
 Authors
 -------
 speechbrain-cmcr contributors
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -26,6 +35,7 @@ import warnings
 from pathlib import Path
 from typing import List, NamedTuple, Tuple
 
+import numpy as np
 from tqdm import tqdm
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -33,6 +43,18 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 # repository, which a wheel carries inside the package (setup.py reads this
 # line); see speechbrain_cmcr.inference.enhancement.shipped_model.
 DEFAULT_MODEL = "cmcr-dns-small"
+# --stream: PCM read and written, one hop of the default STFT a block.
+PCM_DTYPE = np.dtype("<i2")
+PCM_SCALE = 32768.0
+DEFAULT_BLOCK_MS = 16.0
+# Options of the file mode, refused with --stream, as ``(dest, flag)``.
+FILE_OPTIONS = [
+    ("inputs", "input files"),
+    ("output_dir", "--output-dir"),
+    ("overwrite", "--overwrite"),
+    ("input_rate", "--input-rate"),
+    ("device", "--device"),
+]
 
 
 class Job(NamedTuple):
@@ -65,8 +87,8 @@ def build_parser():
     Example
     -------
     >>> args = build_parser().parse_args(["in.wav", "-o", "out"])
-    >>> args.inputs, args.output_dir, args.overwrite
-    (['in.wav'], 'out', False)
+    >>> args.inputs, args.output_dir, args.overwrite, args.stream
+    (['in.wav'], 'out', False, False)
     """
     parser = argparse.ArgumentParser(
         prog="cmcr-enhance",
@@ -79,12 +101,13 @@ def build_parser():
         epilog=(
             "Exit status: 0 if every file was enhanced or skipped, 1 if some "
             "file failed (the others are still written), 2 if the run could "
-            "not start."
+            "not start. With --stream: 0 at the end of the input or when the "
+            "reader closes the pipe, 130 on Ctrl-C."
         ),
     )
     parser.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         help="audio files, or folders searched recursively for "
         + ", ".join(AUDIO_SUFFIXES)
         + " files",
@@ -92,9 +115,8 @@ def build_parser():
     parser.add_argument(
         "-o",
         "--output-dir",
-        required=True,
         help="folder for the enhanced files (same names, formats and "
-        "sub-folders as the inputs)",
+        "sub-folders as the inputs); needed with inputs",
     )
     parser.add_argument(
         "--model",
@@ -123,7 +145,91 @@ def build_parser():
         action="store_true",
         help="enhance again files whose output exists (default: skip them)",
     )
+    stream = parser.add_argument_group(
+        "real time",
+        "--stream takes no inputs or --output-dir: it reads raw 16-bit "
+        "little-endian mono PCM at the model's rate (16 kHz) from standard "
+        "input and writes the enhanced PCM to standard output, block by "
+        "block, on one CPU thread. It needs a causal model (--model). Its "
+        "output is one STFT window behind the input (n_fft - 1 samples: 511, "
+        "31.9 ms, for the default 512-point FFT), plus up to one block.",
+    )
+    stream.add_argument(
+        "--stream",
+        action="store_true",
+        help="enhance standard input to standard output in real time",
+    )
+    stream.add_argument(
+        "--block-ms",
+        type=positive_float,
+        help="block read and written at a time, in ms (default: "
+        f"{DEFAULT_BLOCK_MS:g}, one 256-sample hop at 16 kHz)",
+    )
+    stream.add_argument(
+        "--delayed",
+        action="store_true",
+        help="keep the latency in the output: n_fft - 1 zero samples first "
+        "(the output is that much longer than the input), so that each "
+        "block read gives a block written at once (default: they are left "
+        "out, and output sample i is input sample i enhanced)",
+    )
     return parser
+
+
+def positive_float(text):
+    """An ``argparse`` type: a float above zero.
+
+    Arguments
+    ---------
+    text : str
+        The option's value.
+
+    Returns
+    -------
+    float
+        The value.
+
+    Example
+    -------
+    >>> positive_float("16")
+    16.0
+    """
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above zero")
+    return value
+
+
+def check_mode(parser, args):
+    """Refuses options of the other mode (files or ``--stream``), and file
+    mode without inputs or output folder, as ``argparse`` errors (exit 2).
+
+    Arguments
+    ---------
+    parser : argparse.ArgumentParser
+        The parser (from :func:`build_parser`).
+    args : argparse.Namespace
+        Its parsed arguments.
+
+    Example
+    -------
+    >>> parser = build_parser()
+    >>> check_mode(parser, parser.parse_args(["--stream"]))
+    """
+    if args.stream:
+        given = [flag for dest, flag in FILE_OPTIONS if getattr(args, dest)]
+        if given:
+            parser.error(
+                "--stream reads standard input and writes standard output, "
+                f"on the CPU: leave out {', '.join(given)}"
+            )
+        return
+    if args.block_ms is not None or args.delayed:
+        parser.error("--block-ms and --delayed need --stream")
+    if not args.inputs or args.output_dir is None:
+        parser.error(
+            "give input files or folders and --output-dir, or --stream"
+        )
 
 
 def model_source(model):
@@ -525,14 +631,18 @@ def main(argv=None):
     -------
     int
         Exit status: 0 success, 1 some file failed, 2 the run could not
-        start.
+        start (and see :func:`stream_main`).
 
     Example
     -------
     >>> main(["noisy.wav", "-o", "enhanced", "--model", "./no/model"])
     2
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_mode(parser, args)
+    if args.stream:
+        return stream_main(args)
     try:
         jobs = plan_jobs(args.inputs, args.output_dir)
         check_output_dir(args.output_dir)
@@ -551,6 +661,193 @@ def main(argv=None):
     )
     print_report(report)
     return 1 if report.failures else 0
+
+
+def pcm_blocks(source, block_samples):
+    """Reads raw 16-bit little-endian PCM in blocks.
+
+    Arguments
+    ---------
+    source : io.BufferedIOBase
+        Binary input (standard input); each read waits for a whole block.
+    block_samples : int
+        Samples a block (the last one may be shorter; a last odd byte is
+        left out).
+
+    Yields
+    ------
+    numpy.ndarray
+        float32 samples in [-1, 1).
+
+    Example
+    -------
+    >>> import io
+    >>> data = io.BytesIO(np.array([0, 16384, -32768], "<i2").tobytes())
+    >>> [block.tolist() for block in pcm_blocks(data, 2)]
+    [[0.0, 0.5], [-1.0]]
+    """
+    pending = b""
+    while data := source.read(PCM_DTYPE.itemsize * block_samples):
+        data = pending + data
+        whole = len(data) - len(data) % PCM_DTYPE.itemsize
+        pending = data[whole:]
+        pcm = np.frombuffer(data[:whole], PCM_DTYPE)
+        yield pcm.astype(np.float32) / np.float32(PCM_SCALE)
+
+
+def to_pcm(samples):
+    """Float samples as raw 16-bit little-endian PCM, rounded and clipped to
+    full scale.
+
+    Arguments
+    ---------
+    samples : numpy.ndarray
+        The samples.
+
+    Returns
+    -------
+    bytes
+        The PCM.
+
+    Example
+    -------
+    >>> np.frombuffer(to_pcm(np.array([0.5, -2.0, 1.0])), "<i2")
+    array([ 16384, -32768,  32767], dtype=int16)
+    """
+    scaled = np.round(np.asarray(samples, np.float64) * PCM_SCALE)
+    info = np.iinfo(PCM_DTYPE)
+    return np.clip(scaled, info.min, info.max).astype(PCM_DTYPE).tobytes()
+
+
+def stream_pcm(enhancer, source, sink, block_samples, aligned=True):
+    """Enhances raw PCM from ``source`` into ``sink`` block by block,
+    flushing ``sink`` after each block, until ``source`` ends.
+
+    Arguments
+    ---------
+    enhancer : speechbrain_cmcr.inference.streaming.StreamingEnhancer
+        A new stream of a causal model (PCM at its sample rate).
+    source : io.BufferedIOBase
+        Binary input of 16-bit little-endian mono PCM.
+    sink : io.BufferedIOBase
+        Binary output, the enhanced PCM.
+    block_samples : int
+        Samples read at a time.
+    aligned : bool
+        Leave out the first ``enhancer.latency_samples`` output samples
+        (zeros), so that the output has the input's length and its sample
+        i is input sample i enhanced; if False, each block read gives a
+        block written at once, and the output is the latency longer.
+
+    Returns
+    -------
+    int
+        Samples written.
+
+    Example
+    -------
+    >>> import io
+    >>> from speechbrain_cmcr.inference.streaming import StreamingEnhancer
+    >>> from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
+    >>> model = CMCRNet(n_fft=64, win_length=4, hop_length=2,
+    ...                 encoder_channels=[4, 8], num_modules=1,
+    ...                 attention_dim=8, causal=True)
+    >>> noisy = io.BytesIO(to_pcm(0.1 * np.random.randn(1000)))
+    >>> stream_pcm(StreamingEnhancer(model), noisy, io.BytesIO(), 32)
+    1000
+    """
+    skip = enhancer.latency_samples if aligned else 0
+    written = 0
+    for block in pcm_blocks(source, block_samples):
+        skip, count = _write_pcm(sink, enhancer(block).numpy(), skip)
+        written += count
+    skip, count = _write_pcm(sink, enhancer.flush().numpy(), skip)
+    return written + count
+
+
+def _write_pcm(sink, samples, skip):
+    """Writes ``samples`` but the first ``skip`` ones and flushes; returns
+    (samples still to skip, samples written)."""
+    kept = samples[skip:]
+    sink.write(to_pcm(kept))
+    sink.flush()
+    return skip - (len(samples) - len(kept)), len(kept)
+
+
+def stream_main(args):
+    """Runs ``cmcr-enhance --stream``: standard input to standard output.
+    Anything printed goes to stderr, so that standard output holds the PCM
+    alone. A reader that closes the pipe (``aplay`` stopped) ends the
+    stream quietly (exit status 0), and so does Ctrl-C (130).
+
+    Arguments
+    ---------
+    args : argparse.Namespace
+        Parsed ``--stream`` arguments (see :func:`build_parser`).
+
+    Returns
+    -------
+    int
+        Exit status: 0, 2 if the stream could not start, 130 if interrupted.
+    """
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            for stream, name in [(source, "input"), (sink, "output")]:
+                if stream.isatty():
+                    raise UsageError(
+                        f"--stream: the standard {name} is a terminal; pipe "
+                        "raw 16-bit PCM through cmcr-enhance --stream"
+                    )
+            enhancer = _load_stream(model_source(args.model), args.savedir)
+        except (UsageError, ValueError, OSError, RuntimeError) as error:
+            print(
+                f"cmcr-enhance: error: {error_message(error)}", file=sys.stderr
+            )
+            return 2
+        block_ms = args.block_ms or DEFAULT_BLOCK_MS
+        block = max(1, round(block_ms * enhancer.sample_rate / 1000))
+        print(
+            f"cmcr-enhance: streaming {enhancer.sample_rate} Hz 16-bit mono "
+            f"PCM in blocks of {block} samples; latency "
+            f"{enhancer.latency_samples} samples "
+            f"({enhancer.latency_ms:.1f} ms) plus up to one block",
+            file=sys.stderr,
+        )
+        try:
+            stream_pcm(enhancer, source, sink, block, not args.delayed)
+        except BrokenPipeError:  # the reader is gone: nothing left to do
+            return 0
+        except KeyboardInterrupt:
+            return 130
+    return 0
+
+
+def _load_stream(source, savedir=None):
+    """Loads a causal model as a new stream on the CPU, on one thread.
+
+    Arguments
+    ---------
+    source : str
+        Model folder or Hub id.
+    savedir : str, optional
+        Where to keep the fetched files.
+
+    Returns
+    -------
+    speechbrain_cmcr.inference.streaming.StreamingEnhancer
+        The stream (ValueError if the model is not causal).
+    """
+    import torch
+
+    from speechbrain_cmcr.inference.streaming import StreamingEnhancer
+
+    # One frame (a hop) at a time is too little work to share: on 2 cores,
+    # 2 threads made the default model 14 times slower than 1.
+    torch.set_num_threads(1)
+    return StreamingEnhancer.from_hparams(
+        source=source, savedir=savedir, run_opts={"device": "cpu"}
+    )
 
 
 if __name__ == "__main__":

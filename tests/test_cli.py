@@ -1,16 +1,22 @@
-"""The ``cmcr-enhance`` command on folders, with failures and skipping."""
+"""The ``cmcr-enhance`` command on folders, with failures and skipping,
+and ``--stream`` from standard input to standard output."""
 
+import io
 import pathlib
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+from conftest import SAMPLE_RATE, harmonic_speech, mix_at_snr
 from test_export import exported_tiny_model, make_run_folder
 
 from speechbrain_cmcr import cli
 from speechbrain_cmcr.export import export_model
+from speechbrain_cmcr.inference.streaming import StreamingEnhancer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -257,3 +263,164 @@ def test_outputs_keep_the_sample_format(model, tmp_path, capsys):
     assert sf.info(out / "float.wav").subtype == "FLOAT"
     assert sf.info(out / "int24.flac").subtype == "PCM_24"
     assert np.abs(sf.read(out / "float.wav")[0]).max() > 1
+
+
+@pytest.fixture(scope="module")
+def causal_model(tmp_path_factory):
+    """An exported tiny causal model: (folder, the model)."""
+    folder = tmp_path_factory.mktemp("causal_model")
+    best = make_run_folder(folder / "run", {0: 2.0}, causal=True)
+    return str(export_model(folder / "run", folder / "export")), best
+
+
+def noisy_pcm(samples, seed=0):
+    """Speech-like signal in noise as 16-bit PCM samples, peak 0.9."""
+    clean = harmonic_speech(samples, seed=seed)
+    noisy = mix_at_snr(clean, 5.0, seed=seed)[0]
+    return np.round(0.9 * 32767 * noisy.numpy() / noisy.abs().max().item())
+
+
+def offline_pcm(model, pcm):
+    """The model's offline output for PCM samples, as 16-bit samples."""
+    noisy = torch.from_numpy(pcm / 32768).float()
+    with torch.no_grad():
+        enhanced = model.enhance(noisy[None])[0].double().numpy()
+    return np.clip(np.round(enhanced * 32768), -32768, 32767)
+
+
+def stream_command(model, *options):
+    """``cmcr-enhance --stream --model model *options`` in a subprocess."""
+    command = [sys.executable, "-m", "speechbrain_cmcr.cli", "--stream"]
+    return command + ["--model", model, *options]
+
+
+def test_stream_pipe_gives_the_offline_output(causal_model):
+    """PCM through the pipe: as long as the input, and the causal model's
+    offline output within a rounding step."""
+    folder, model = causal_model
+    pcm = noisy_pcm(8037)
+    result = subprocess.run(
+        stream_command(folder, "--block-ms", "5"),
+        input=pcm.astype("<i2").tobytes(),
+        capture_output=True,
+        check=True,
+    )
+    assert result.stderr.decode().splitlines() == [
+        "cmcr-enhance: streaming 16000 Hz 16-bit mono PCM in blocks of 80 "
+        "samples; latency 63 samples (3.9 ms) plus up to one block"
+    ]
+    got = np.frombuffer(result.stdout, "<i2")
+    expected = offline_pcm(model, pcm)
+    assert got.shape == pcm.shape
+    assert np.abs(expected).max() > 3000
+    assert np.abs(got - expected).max() <= 1
+
+
+def test_stream_output_comes_block_by_block(causal_model):
+    """Before the input ends, all but the latency is out; Ctrl-C then ends
+    the stream without a traceback."""
+    folder, model = causal_model
+    pcm = noisy_pcm(SAMPLE_RATE, seed=1)  # 200 blocks of 80 samples
+    process = subprocess.Popen(
+        stream_command(folder, "--block-ms", "5"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdin.write(pcm.astype("<i2").tobytes())
+    process.stdin.flush()  # and left open: no end of input yet
+    ready = process.stdout.read(2 * (SAMPLE_RATE - 63))
+    expected = offline_pcm(model, pcm)[: SAMPLE_RATE - 63]
+    assert np.abs(np.frombuffer(ready, "<i2") - expected).max() <= 1
+    process.send_signal(signal.SIGINT)
+    assert process.wait() == 130
+    process.stdin.close()
+    assert process.stdout.read() == b""
+    assert b"Traceback" not in process.stderr.read()
+    process.stdout.close()
+    process.stderr.close()
+
+
+def test_stream_ends_quietly_when_the_reader_stops(causal_model, tmp_path):
+    """A reader that closes the pipe early (as ``head -c`` does) stops the
+    stream with status 0 and no error."""
+    folder, _ = causal_model
+    source = tmp_path / "noisy.raw"
+    source.write_bytes(noisy_pcm(4 * SAMPLE_RATE).astype("<i2").tobytes())
+    with source.open("rb") as stdin:
+        process = subprocess.Popen(
+            stream_command(folder),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert len(process.stdout.read(100)) == 100
+        process.stdout.close()  # the rest (more than a pipe holds) is refused
+        assert process.wait() == 0
+    err = process.stderr.read().decode()
+    process.stderr.close()
+    assert err.startswith("cmcr-enhance: streaming") and err.count("\n") == 1
+
+
+def test_stream_delayed_keeps_the_latency_in_the_output(causal_model):
+    """``--delayed``: the latency's zeros first, then the aligned output;
+    any block size, and a last odd byte left out."""
+    folder, model = causal_model
+    data = noisy_pcm(1001).astype("<i2").tobytes() + b"\x01"
+    outputs = {}
+    for aligned, block in [(True, 7), (True, 500), (False, 64)]:
+        sink = io.BytesIO()
+        written = cli.stream_pcm(
+            StreamingEnhancer(model), io.BytesIO(data), sink, block, aligned
+        )
+        outputs[aligned, block] = np.frombuffer(sink.getvalue(), "<i2")
+        assert written == len(outputs[aligned, block])
+    aligned, delayed = outputs[True, 7], outputs[False, 64]
+    assert aligned.shape == (1001,) and delayed.shape == (1001 + 63,)
+    np.testing.assert_array_equal(aligned, outputs[True, 500])
+    assert not delayed[:63].any()
+    np.testing.assert_array_equal(delayed[63:], aligned)
+
+
+class Terminal(io.BytesIO):
+    """A standard stream that is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize(
+    "stdin, message",
+    [
+        (io.BytesIO, "streaming needs a causal CMCRNet (causal=True)"),
+        (Terminal, "--stream: the standard input is a terminal"),
+    ],
+    ids=["offline-model", "terminal"],
+)
+def test_stream_start_up_errors_exit_2_in_one_line(
+    model, monkeypatch, capsys, stdin, message
+):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin()))
+    sink = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(sink))
+    assert cli.main(["--stream", "--model", model]) == 2
+    assert message in one_error_line(capsys)
+    assert sink.getvalue() == b""
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stream", "a.wav"], "--stream reads standard input"),
+        (["--stream", "-o", "out", "--device", "cpu"], "leave out --output"),
+        (["a.wav", "-o", "out", "--delayed"], "--delayed need --stream"),
+        (["a.wav"], "give input files or folders and --output-dir"),
+        (["--stream", "--block-ms", "-1"], "-1 is not above zero"),
+    ],
+    ids=["stream-input", "stream-output", "delayed", "no-output", "block"],
+)
+def test_options_of_the_other_mode_are_refused(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
