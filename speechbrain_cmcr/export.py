@@ -95,20 +95,24 @@ METRICS = [
 ]
 
 
-def find_best_checkpoint(run_folder, key=BEST_KEY):
-    """Finds the checkpoint of a training run with the highest ``key``.
+def find_best_checkpoint(run_folder, key=BEST_KEY, last=False):
+    """Finds the checkpoint of a training run with the highest ``key``, or
+    the last one saved.
 
     Arguments
     ---------
     run_folder : str or os.PathLike
         Training output folder, holding ``save/CKPT+*``.
     key : str
-        Meta entry to maximise.
+        Meta entry to maximise (and that every candidate must have).
+    last : bool
+        Take the most recent checkpoint holding ``key`` instead (the recipe
+        keeps the best and the last one).
 
     Returns
     -------
     speechbrain.utils.checkpoints.Checkpoint
-        The best checkpoint (``path``, ``meta``, ``paramfiles``).
+        The checkpoint (``path``, ``meta``, ``paramfiles``).
 
     Example
     -------
@@ -118,6 +122,8 @@ def find_best_checkpoint(run_folder, key=BEST_KEY):
     ...     _ = checkpointer.save_checkpoint(meta={"pesq": pesq})
     >>> find_best_checkpoint(run).meta["pesq"]
     3.0
+    >>> find_best_checkpoint(run, last=True).meta["pesq"]
+    2.5
     """
     if not Path(run_folder).is_dir():
         raise FileNotFoundError(
@@ -131,7 +137,13 @@ def find_best_checkpoint(run_folder, key=BEST_KEY):
             "recipe's output_folder?)",
             str(save_folder),
         )
-    best = Checkpointer(save_folder).find_checkpoint(max_key=key)
+    checkpointer = Checkpointer(save_folder)
+    if last:
+        best = checkpointer.find_checkpoint(
+            ckpt_predicate=lambda ckpt: key in ckpt.meta
+        )
+    else:
+        best = checkpointer.find_checkpoint(max_key=key)
     if best is None:
         raise ValueError(f"{save_folder}: no checkpoint with '{key}' in meta")
     return best
@@ -611,7 +623,9 @@ def _cell(value, digits):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def model_card(model, checkpoint, summary, source, notes=None, graphs=()):
+def model_card(
+    model, checkpoint, summary, source, notes=None, graphs=(), last=False
+):
     """The README.md model card of an exported model, laid out as the Hub's
     SpeechBrain model cards are: metadata, results, how to use it, training
     data, limitations and citations.
@@ -634,6 +648,8 @@ def model_card(model, checkpoint, summary, source, notes=None, graphs=()):
     graphs : Sequence[str]
         File names of the ONNX graphs exported beside the model (see
         :data:`GRAPH_NOTES`), shown with the command that runs them.
+    last : bool
+        The checkpoint is the last one saved, not the best.
 
     Returns
     -------
@@ -655,6 +671,11 @@ def model_card(model, checkpoint, summary, source, notes=None, graphs=()):
     parameters = sum(p.numel() for p in model.parameters())
     output = OUTPUT_NAMES[config["output"]]
     causal, usage, limitation = _real_time(config, source, graphs)
+    choice = (
+        "the last one saved, validation PESQ"
+        if last
+        else "the best by validation PESQ"
+    )
     extra, notes = _split_front_matter(notes or "")
     metadata = {
         "library_name": "speechbrain",
@@ -697,8 +718,8 @@ CMCR-Net (collaboration module and contrastive regularization, Xu et al.,
 [arXiv 2304.13439](https://arxiv.org/abs/2304.13439)) removes noise from
 speech: waveform in, waveform out. Trained with the speechbrain-cmcr recipe
 and exported by speechbrain_cmcr {__version__} from checkpoint
-`{checkpoint.path.name}`, the best by validation PESQ
-({checkpoint.meta[BEST_KEY]:.2f}).
+`{checkpoint.path.name}`, {choice}
+{checkpoint.meta[BEST_KEY]:.2f}.
 
 | Setting | Value |
 |---|---|
@@ -950,6 +971,7 @@ def export_model(
     repo_id=None,
     notes=None,
     onnx=False,
+    last=False,
 ):
     """Exports the best checkpoint of a training run for inference.
 
@@ -972,6 +994,8 @@ def export_model(
         export_onnx`; needs the onnx package): ``cmcr_offline.onnx``, and
         ``cmcr_stream.onnx`` for a model that streams. Graphs of an earlier
         export are removed in any case.
+    last : bool
+        Export the last checkpoint saved instead of the best.
 
     Returns
     -------
@@ -1004,13 +1028,13 @@ def export_model(
     example.wav
     hyperparams.yaml
     """
-    checkpoint = find_best_checkpoint(run_folder)
+    checkpoint = find_best_checkpoint(run_folder, last=last)
     model = load_trained_model(checkpoint.path)
     folder = Path(export_folder)
     folder.mkdir(parents=True, exist_ok=True)
     header = (
         "Model: CMCR-Net speech enhancement (inference only)\n"
-        f"Exported from {checkpoint.path.name} "
+        f"Exported from {checkpoint.path.name}{' (the last)' if last else ''} "
         f"({BEST_KEY}={checkpoint.meta[BEST_KEY]:.3f})\n"
         "Paper: Xu, Tu, Han, Yang, arXiv 2304.13439 (2023)"
     )
@@ -1049,6 +1073,7 @@ def export_model(
         repo_id or _path(folder),
         notes,
         graphs,
+        last,
     )
     with replacing(folder / "README.md") as partial:
         partial.write_text(card, encoding="utf-8")
@@ -1090,6 +1115,11 @@ def _parse_args(argv=None):
         "attributions, command)",
     )
     parser.add_argument(
+        "--last",
+        action="store_true",
+        help="export the last checkpoint saved instead of the best",
+    )
+    parser.add_argument(
         "--onnx",
         action="store_true",
         help="also write the ONNX graphs, cmcr_offline.onnx and (causal "
@@ -1129,6 +1159,7 @@ def main(argv=None):
             args.repo_id,
             notes,
             args.onnx,
+            args.last,
         )
     except (OSError, ValueError, ImportError) as error:  # --onnx: onnx
         print(f"export: error: {error_message(error)}", file=sys.stderr)

@@ -406,9 +406,15 @@ def main(argv):
         train_loader_kwargs=hparams["train_dataloader_opts"],
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
+    checkpoint_keys = {"best": {"max_key": "pesq"}, "last": {}}
+    if hparams["test_checkpoint"] not in checkpoint_keys:
+        raise ValueError(
+            "test_checkpoint must be 'best' or 'last', got "
+            f"{hparams['test_checkpoint']!r}"
+        )
     brain.evaluate(
         datasets["test"],
-        max_key="pesq",
+        **checkpoint_keys[hparams["test_checkpoint"]],
         test_loader_kwargs=hparams["test_dataloader_opts"],
     )
 
