@@ -316,16 +316,21 @@ def test_stream_pipe_gives_the_offline_output(causal_model):
     assert np.abs(got - expected).max() <= 1
 
 
-def test_stream_output_comes_block_by_block(causal_model):
+def test_stream_output_comes_block_by_block(causal_model, tmp_path):
     """Before the input ends, all but the latency is out; Ctrl-C then ends
     the stream without a traceback."""
     folder, model = causal_model
     pcm = noisy_pcm(SAMPLE_RATE, seed=1)  # 200 blocks of 80 samples
+    # stderr goes to a file: a pipe nobody reads could fill up and block it.
+    stderr = (tmp_path / "stderr.txt").open("w+b")
     process = subprocess.Popen(
         stream_command(folder, "--block-ms", "5"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
+        # As from a terminal: a shell's background job (CI's, say) would
+        # hand the command an ignored SIGINT, which Python keeps ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     process.stdin.write(pcm.astype("<i2").tobytes())
     process.stdin.flush()  # and left open: no end of input yet
@@ -336,9 +341,10 @@ def test_stream_output_comes_block_by_block(causal_model):
     assert process.wait() == 130
     process.stdin.close()
     assert process.stdout.read() == b""
-    assert b"Traceback" not in process.stderr.read()
     process.stdout.close()
-    process.stderr.close()
+    stderr.seek(0)
+    assert b"Traceback" not in stderr.read()
+    stderr.close()
 
 
 def test_stream_ends_quietly_when_the_reader_stops(causal_model, tmp_path):
