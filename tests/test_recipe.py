@@ -120,8 +120,8 @@ def test_finished_run_continues_with_more_epochs(demo_data, tmp_path):
     more = run(tiny_args(demo_data, out, number_of_epochs=2))
     assert more.returncode == 0, more.stderr[-3000:]
     log = (out / "train_log.txt").read_text()
-    assert len(re.findall(r"^epoch: 1 ", log, flags=re.M)) == 1
-    assert len(re.findall(r"^epoch: 2 ", log, flags=re.M)) == 1
+    assert len(re.findall(r"^epoch: 1,", log, flags=re.M)) == 1
+    assert len(re.findall(r"^epoch: 2,", log, flags=re.M)) == 1
 
 
 def test_debug_flag_runs_a_few_batches(demo_data, tmp_path):
