@@ -66,9 +66,13 @@ from speechbrain_cmcr.inference.enhancement import (
     replacing,
 )
 from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet
+from speechbrain_cmcr.nnet.weight_average import averaged_state_dict
 
 BEST_KEY = "pesq"
 RECOVERABLE = "model"
+# The recipe's average of the model's weights (validated and tested), which
+# export prefers to the last step's weights when a checkpoint holds it.
+AVERAGE_RECOVERABLE = "ema"
 PACKAGE = __name__.split(".")[0]
 # The self-contained model and interface (custom_interface.py), its
 # hyperparameters (custom_interface.yaml) and what it is assembled from:
@@ -151,14 +155,17 @@ def find_best_checkpoint(run_folder, key=BEST_KEY, last=False):
 
 def load_trained_model(checkpoint_folder, recoverable=RECOVERABLE):
     """Rebuilds the CMCRNet of a checkpoint from its state dict alone (the
-    configuration is in the state dict's ``_extra_state``).
+    configuration is in the state dict's ``_extra_state``): the averaged
+    weights (``ema.ckpt``, the ones the recipe validates and tests) where
+    the checkpoint has them, else the model's own.
 
     Arguments
     ---------
     checkpoint_folder : str or os.PathLike
         A ``CKPT+*`` folder.
     recoverable : str
-        Name of the model's recoverable (its file is ``<name>.ckpt``).
+        Name of the model's recoverable (its file is ``<name>.ckpt``),
+        used when the checkpoint holds no ``ema.ckpt``.
 
     Returns
     -------
@@ -175,8 +182,12 @@ def load_trained_model(checkpoint_folder, recoverable=RECOVERABLE):
     >>> load_trained_model(folder).config == model.config
     True
     """
-    path = Path(checkpoint_folder) / f"{recoverable}.ckpt"
-    state_dict = read_state_dict(path)
+    path = Path(checkpoint_folder) / f"{AVERAGE_RECOVERABLE}.ckpt"
+    if path.is_file():
+        state_dict = averaged_state_dict(read_state_dict(path))
+    else:
+        path = Path(checkpoint_folder) / f"{recoverable}.ckpt"
+        state_dict = read_state_dict(path)
     config = state_dict.get("_extra_state", {}).get("config")
     if config is None:
         raise ValueError(

@@ -21,11 +21,17 @@ speechbrain-cmcr contributors
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
 import onnxruntime
 import soundfile as sf
+from onnxruntime.capi.onnxruntime_pybind11_state import (
+    Fail,
+    InvalidGraph,
+    InvalidProtobuf,
+)
 
 from speechbrain_cmcr.inference.framing import SpectralStream, istft, stft
 
@@ -59,12 +65,22 @@ class OnnxEnhancer:
     """
 
     def __init__(self, path, threads=0):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(2, "no such ONNX graph", str(path))
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except (Fail, InvalidGraph, InvalidProtobuf) as error:
+            raise ValueError(f"{path}: not an ONNX graph ({error})") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
+        if "graph" not in metadata:
+            raise ValueError(
+                f"{path}: not a CMCR-Net graph (exported by "
+                "speechbrain_cmcr.onnx_export)"
+            )
         self.graph = metadata["graph"]
         self.sample_rate = int(metadata["sample_rate"])
         self.hop_length = int(metadata["hop_length"])
@@ -115,7 +131,19 @@ class OnnxEnhancer:
         enhanced_path : str or os.PathLike
             Where to write the enhanced audio.
         """
-        audio, rate = sf.read(str(noisy_path), dtype="float32", always_2d=True)
+        if not os.path.isfile(noisy_path):
+            raise FileNotFoundError(2, "no such audio file", str(noisy_path))
+        try:
+            audio, rate = sf.read(
+                str(noisy_path), dtype="float32", always_2d=True
+            )
+        except sf.LibsndfileError as error:
+            message = f"{noisy_path}: not readable audio ({error})"
+            raise ValueError(message) from None
+        if not audio.size:
+            raise ValueError(f"{noisy_path}: no samples")
+        if not np.isfinite(audio).all():
+            raise ValueError(f"{noisy_path}: holds NaN or infinite samples")
         if rate != self.sample_rate:
             raise ValueError(
                 f"{noisy_path}: {rate} Hz, the model takes "
@@ -150,8 +178,11 @@ def main(argv=None):
         "--threads", type=int, default=0, help="onnxruntime threads"
     )
     args = parser.parse_args(argv)
-    enhancer = OnnxEnhancer(args.graph, threads=args.threads)
-    enhancer.enhance_file(args.noisy, args.enhanced)
+    try:
+        enhancer = OnnxEnhancer(args.graph, threads=args.threads)
+        enhancer.enhance_file(args.noisy, args.enhanced)
+    except (OSError, ValueError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     return 0
 
 

@@ -163,3 +163,47 @@ def test_runner_refuses_another_sample_rate(causal_graphs, tmp_path):
         OnnxEnhancer(offline_path).enhance_file(
             tmp_path / "noisy.wav", tmp_path / "out.wav"
         )
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "no such audio file"),
+        ("corrupt", "not readable audio"),
+        ("empty", "no samples"),
+        ("nan", "holds NaN or infinite samples"),
+        ("no_graph", "no such ONNX graph"),
+        ("not_onnx", "not an ONNX graph"),
+    ],
+)
+def test_runner_command_names_bad_input_in_one_line(
+    causal_graphs, tmp_path, case, message
+):
+    """As a user runs it: exit status 2 and one error line, no traceback."""
+    _, offline_path, _ = causal_graphs
+    graph, noisy = offline_path, tmp_path / "noisy.wav"
+    if case == "corrupt":
+        noisy.write_bytes(b"RIFF not really a wav file")
+    elif case == "empty":
+        sf.write(noisy, np.zeros(0), SAMPLE_RATE)
+    elif case == "nan":
+        sf.write(noisy, np.full(800, np.nan), SAMPLE_RATE, subtype="FLOAT")
+    elif case == "no_graph":
+        graph = tmp_path / "gone.onnx"
+        sf.write(noisy, np.zeros(800), SAMPLE_RATE)
+    elif case == "not_onnx":
+        graph = tmp_path / "fake.onnx"
+        graph.write_bytes(b"not a protobuf")
+        sf.write(noisy, np.zeros(800), SAMPLE_RATE)
+    result = subprocess.run(
+        [sys.executable, "-m", "speechbrain_cmcr.onnx_runner", graph, noisy]
+        + [tmp_path / "out.wav"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("python -m speechbrain_cmcr.onnx_runner: error")
+    assert message in lines[0]
+    assert not (tmp_path / "out.wav").exists()

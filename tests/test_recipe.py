@@ -4,6 +4,7 @@ resuming after a kill, --debug, DDP with two CPU processes, yaml hygiene."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 RECIPE = (
     Path(__file__).resolve().parents[1] / "recipes/VoiceBank/enhance/CMCRNet"
@@ -231,3 +233,66 @@ def test_init_from_loads_an_exported_model_before_the_first_step(
     assert len(names) > 10
     for key in names:
         assert torch.equal(trained[key], exported_weights[key]), key
+
+    # The same output folder, its checkpoint gone, started from another
+    # model: the new one is loaded, not the one collected the first time.
+    other = tmp_path / "other"
+    shutil.copytree(exported, other)
+    state = torch.load(other / "enhance_model.ckpt", weights_only=True)
+    doubled = {k: v * 2 if k in names else v for k, v in state.items()}
+    torch.save(doubled, other / "enhance_model.ckpt")
+    shutil.rmtree(checkpoint.parent)
+    args = tiny_args(demo_data, second, lr=0.0, seed=7, cr_weight=0)
+    proc = run(args + [f"--init_from={other}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (checkpoint,) = (second / "save").glob("CKPT+*/model.ckpt")
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    for key in names:
+        assert torch.equal(trained[key], doubled[key]), key
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.0])
+def test_validation_and_export_use_the_weight_average(
+    demo_data, tmp_path, decay
+):
+    """The checkpoint holds the moving average of the weights (one update
+    per step) beside the model; export ships the average, which with decay
+    0 is the last step's weights."""
+    out = tmp_path / "run"
+    proc = run(tiny_args(demo_data, out, ema_decay=decay))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (checkpoint,) = (out / "save").glob("CKPT+*")
+    model = torch.load(checkpoint / "model.ckpt", weights_only=True)
+    average = torch.load(checkpoint / "ema.ckpt", weights_only=True)
+    brain = yaml.safe_load((checkpoint / "brain.ckpt").read_text())
+    assert brain["optimizer_step"] > 1
+    assert average["n_averaged"] == brain["optimizer_step"]
+    exported = tmp_path / "exported"
+    export = subprocess.run(
+        [sys.executable, "-m", "speechbrain_cmcr.export", out, exported],
+        capture_output=True,
+        text=True,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    names = [key for key in model if key.endswith("weight")]
+    shipped = _parameters(exported / "enhance_model.ckpt", names)
+    for key in names:
+        assert torch.equal(shipped[key], average[f"module.{key}"]), key
+    differs = [not torch.equal(shipped[k], model[k]) for k in names]
+    assert all(differs) if decay else not any(differs)
+
+
+def test_an_option_given_twice_keeps_its_last_value(demo_data, tmp_path):
+    """As on any command line (and as wrapper scripts that pass extra
+    arguments after their own rely on): the last value wins, with a
+    warning, instead of yaml's duplicate-key error."""
+    out = tmp_path / "run"
+    args = tiny_args(demo_data, out, number_of_epochs=3)
+    proc = run(args + ["--number_of_epochs=1"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        "number_of_epochs given 2 times (3, 1): the last, 1, is used"
+        in proc.stderr
+    )
+    log = (out / "train_log.txt").read_text()
+    assert re.findall(r"^epoch: (\d+),", log, flags=re.M) == ["1"]

@@ -3,9 +3,10 @@
 A yaml with a top-level ``base_hparams: <file>`` key (a path relative to it)
 is a set of overrides of that base file, HyperPyYAML tags included (for
 example ``output_folder: !ref results/demo/<seed>``). Command-line overrides
-apply on top. Files are read with ruamel.yaml's round-trip loader, the one
-HyperPyYAML itself uses, which keeps tags as they are instead of trying to
-construct them.
+apply on top; an override given twice keeps its last value, as options do
+on a command line. Files are read with ruamel.yaml's round-trip loader, the
+one HyperPyYAML itself uses, which keeps tags as they are instead of trying
+to construct them.
 
 Authors
 -------
@@ -13,13 +14,17 @@ speechbrain-cmcr contributors
 """
 
 import io
+import logging
 import os
 
 import ruamel.yaml
 from hyperpyyaml import load_hyperpyyaml
 from hyperpyyaml.core import recursive_update
+from ruamel.yaml.nodes import MappingNode
 
 BASE_KEY = "base_hparams"
+
+logger = logging.getLogger(__name__)
 
 
 def _round_trip_yaml():
@@ -85,6 +90,52 @@ def resolve_hparams_file(hparams_file, overrides=None):
     return base, text.getvalue()
 
 
+def last_overrides_win(overrides):
+    """Override text in which a key given more than once keeps its last
+    value (``--lr=1 --lr=2`` means lr 2), with a warning; yaml itself
+    refuses repeated keys.
+
+    Arguments
+    ---------
+    overrides : str or dict or None
+        Overrides as ``speechbrain.parse_arguments`` returns them.
+
+    Returns
+    -------
+    str or dict or None
+        ``overrides``, with repeated top-level keys merged.
+
+    Example
+    -------
+    >>> print(last_overrides_win("lr: 1\\nout: !ref r/<lr>\\nlr: 2\\n"), end="")
+    lr: 2
+    out: !ref r/<lr>
+    """
+    if not isinstance(overrides, str):
+        return overrides
+    yaml = _round_trip_yaml()
+    node = yaml.compose(overrides)
+    if not isinstance(node, MappingNode):
+        return overrides
+    last = {key.value: (key, value) for key, value in node.value}
+    if len(last) == len(node.value):
+        return overrides
+    for name in last:
+        given = [v.value for k, v in node.value if k.value == name]
+        if len(given) > 1:
+            logger.warning(
+                "%s given %d times (%s): the last, %s, is used",
+                name,
+                len(given),
+                ", ".join(map(str, given)),
+                given[-1],
+            )
+    node.value = list(last.values())
+    text = io.StringIO()
+    yaml.serialize(node, text)
+    return text.getvalue()
+
+
 def load_hparams(hparams_file, overrides=None):
     """Loads a recipe yaml, following ``base_hparams``.
 
@@ -114,6 +165,7 @@ def load_hparams(hparams_file, overrides=None):
     >>> hparams["out"]
     'x/2'
     """
+    overrides = last_overrides_win(overrides)
     hparams_file, overrides = resolve_hparams_file(hparams_file, overrides)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)

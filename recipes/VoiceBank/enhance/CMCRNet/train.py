@@ -34,6 +34,7 @@ import sys
 import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import get_local_rank, run_on_main
+from speechbrain.utils.fetching import FetchConfig
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_cmcr.dataio.demo_corpus import make_demo_corpus
@@ -52,25 +53,36 @@ class CMCRBrain(sb.Brain):
     full metric suite on the test set."""
 
     def compute_forward(self, batch, stage):
-        """Enhances the noisy batch."""
+        """Enhances the noisy batch: with the trained weights in training,
+        with their moving average (``ema_decay``) outside it."""
         batch = batch.to(self.device)
         noisy, lengths = batch.noisy_sig
-        return self.modules.model(noisy, lengths)
+        if stage == sb.Stage.TRAIN:
+            return self.modules.model(noisy, lengths)  # DDP-wrapped in DDP
+        return self.modules.ema(noisy, lengths)
 
     def compute_objectives(self, predictions, batch, stage):
         """Computes the total loss; scores metrics outside training."""
         noisy, lengths = batch.noisy_sig
         clean, _ = batch.clean_sig
         terms = self.hparams.objective(
-            predictions, clean, noisy, self._model(), lengths
+            predictions, clean, noisy, self._model(stage), lengths
         )
         self.loss_terms.append({k: v.item() for k, v in terms.items()})
         if stage != sb.Stage.TRAIN:
             self._score(batch, predictions.enhanced_wav, stage)
         return terms["total"]
 
-    def _model(self):
-        """The model itself, unwrapped from DDP."""
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Moves the weight average toward the weights just updated."""
+        if should_step:
+            self.modules.ema.update_parameters(self._model(sb.Stage.TRAIN))
+
+    def _model(self, stage):
+        """The model trained (unwrapped from DDP) in training, the average
+        of its weights in validation and test."""
+        if stage != sb.Stage.TRAIN:
+            return self.modules.ema.module
         model = self.modules.model
         return model.module if hasattr(model, "module") else model
 
@@ -154,7 +166,11 @@ class CMCRBrain(sb.Brain):
             old_lr, new_lr = self.hparams.lr_annealing(epoch)
             sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
             self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": old_lr},
+                stats_meta={
+                    "epoch": epoch,
+                    "lr": old_lr,
+                    "steps": self.optimizer_step,
+                },
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )
@@ -364,11 +380,16 @@ def use_gloo_without_cuda(run_opts):
 def init_from_pretrained(hparams):
     """Loads the weights of the exported model named by ``init_from`` (a
     folder or a Hub id) into the model before training starts. A run that
-    resumes from its own checkpoint overwrites them when it recovers."""
+    resumes from its own checkpoint overwrites them when it recovers.
+    Files collected by an earlier start of the same run are fetched again:
+    ``init_from`` may have changed since."""
     if not hparams["init_from"]:
         return
     pretrainer = hparams["pretrainer"]
-    run_on_main(pretrainer.collect_files)
+    run_on_main(
+        pretrainer.collect_files,
+        kwargs={"fetch_config": FetchConfig(overwrite=True)},
+    )
     pretrainer.load_collected()
     logger.info("Model initialised from %s", hparams["init_from"])
 
