@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import harmonic_speech, mix_at_snr
+from conftest import TINY, harmonic_speech, mix_at_snr
 
 from speechbrain_cmcr import EnhanceSpeech
 from speechbrain_cmcr.lobes.models.cmcr_net import CMCRNet, conv_norm
@@ -294,3 +294,47 @@ def test_small_model_overfits_one_pair(tiny_teacher_dir, pair):
     before = si_sdr(noisy[0], clean[0])
     after = si_sdr(enhanced, clean[0])
     assert after > before + 6.0, (float(before), float(after))
+
+
+def level_model(**overrides):
+    torch.manual_seed(0)
+    return CMCRNet(**TINY, **overrides).eval()
+
+
+def test_level_norm_makes_the_output_follow_the_input_level():
+    """With level_norm the output scales exactly with the input, padded
+    batch items included; without it the network's nonlinearities see
+    the level."""
+    noisy = torch.randn(2, 1000)
+    lengths = torch.tensor([1.0, 0.6])
+    normalised, plain = level_model(level_norm=True), level_model()
+    with torch.no_grad():
+        for gain in (0.01, 30.0):
+            quiet = normalised(gain * noisy, lengths).enhanced_wav / gain
+            loud = normalised(noisy, lengths).enhanced_wav
+            torch.testing.assert_close(quiet, loud, rtol=1e-4, atol=1e-5)
+        spec = normalised.spectrum(noisy)
+        torch.testing.assert_close(
+            normalised.enhance_spectrum(0.1 * spec) / 0.1,
+            normalised.enhance_spectrum(spec),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        changed = plain(30.0 * noisy, lengths).enhanced_wav / 30.0
+        assert not torch.allclose(changed, plain(noisy, lengths).enhanced_wav)
+        silent = normalised.enhance(torch.zeros(1, 500))
+    assert torch.equal(silent, torch.zeros_like(silent))
+
+
+def test_level_norm_is_refused_for_a_causal_model():
+    with pytest.raises(ValueError, match="causal model cannot"):
+        level_model(level_norm=True, causal=True)
+
+
+def test_checkpoints_from_before_level_norm_still_load():
+    state = level_model().state_dict()
+    del state["_extra_state"]["config"]["level_norm"]
+    model = level_model()
+    model.load_state_dict(state)
+    with pytest.raises(ValueError, match="level_norm"):
+        level_model(level_norm=True).load_state_dict(state)

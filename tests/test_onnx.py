@@ -75,10 +75,19 @@ def test_streaming_step_matches_pytorch_frame_by_frame(causal_graphs):
     assert onnx_state[0][0] == spec.shape[1]  # frames seen
 
 
-@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    "causal, options",
+    [
+        (False, {}),
+        (True, {}),
+        (False, {"level_norm": True}),
+    ],
+)
 @pytest.mark.parametrize("output", ["mask", "mapping"])
-def test_offline_graph_matches_pytorch_for_any_length(tmp_path, causal, output):
-    model = tiny_model(causal, output=output)
+def test_offline_graph_matches_pytorch_for_any_length(
+    tmp_path, causal, options, output
+):
+    model = tiny_model(causal, output=output, **options)
     path = export_offline(model, tmp_path / "offline.onnx")
     session = onnxruntime.InferenceSession(str(path))
     for samples in (700, 3001):  # the graph was traced on 11 frames

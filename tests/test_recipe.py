@@ -192,6 +192,17 @@ def test_every_yaml_key_is_used():
         assert keys <= set(_top_level_keys(PAPER)), extending.name
 
 
+def export(run_folder, folder):
+    """Exports a run with the export command; returns the folder."""
+    result = subprocess.run(
+        [sys.executable, "-m", "speechbrain_cmcr.export", run_folder, folder],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
 def _parameters(state_dict_path, model_keys):
     state = torch.load(state_dict_path, map_location="cpu", weights_only=True)
     return {key: state[key] for key in model_keys}
@@ -205,13 +216,7 @@ def test_init_from_loads_an_exported_model_before_the_first_step(
     ones (a random start would differ everywhere)."""
     first = tmp_path / "first"
     assert run(tiny_args(demo_data, first)).returncode == 0
-    exported = tmp_path / "exported"
-    export = subprocess.run(
-        [sys.executable, "-m", "speechbrain_cmcr.export", first, exported],
-        capture_output=True,
-        text=True,
-    )
-    assert export.returncode == 0, export.stderr[-3000:]
+    exported = export(first, tmp_path / "exported")
 
     second = tmp_path / "second"
     proc = run(
@@ -267,13 +272,7 @@ def test_validation_and_export_use_the_weight_average(
     brain = yaml.safe_load((checkpoint / "brain.ckpt").read_text())
     assert brain["optimizer_step"] > 1
     assert average["n_averaged"] == brain["optimizer_step"]
-    exported = tmp_path / "exported"
-    export = subprocess.run(
-        [sys.executable, "-m", "speechbrain_cmcr.export", out, exported],
-        capture_output=True,
-        text=True,
-    )
-    assert export.returncode == 0, export.stderr[-3000:]
+    exported = export(out, tmp_path / "exported")
     names = [key for key in model if key.endswith("weight")]
     shipped = _parameters(exported / "enhance_model.ckpt", names)
     for key in names:

@@ -923,6 +923,13 @@ class CollaborationModule(nn.Module):
         return x * mask[:, None, None, :]
 
 
+# Configuration keys added after checkpoints were first shipped, with the
+# value that a checkpoint without them was trained with.
+LATER_CONFIG_KEYS = {"level_norm": False}
+# The smallest RMS a level-normalised spectrum is divided by (silence).
+LEVEL_FLOOR = 1e-5
+
+
 class CMCRNet(nn.Module):
     """CMCR-Net speech enhancement, waveform in, waveform out.
 
@@ -957,6 +964,16 @@ class CMCRNet(nn.Module):
         centred on their frame time, and a sample is final once every frame
         that overlaps it is done: output sample n depends on input samples up
         to ``n + n_fft - 1`` (one window, 32 ms by default) and no further.
+    level_norm : bool
+        True divides the noisy spectrum by its root-mean-square over the
+        signal's frames and bins before the encoder, and multiplies the
+        output back: the network then sees every input at the same level,
+        and its output scales with the input exactly (without it, BatchNorm
+        and ELU make the result depend on the loudness: the previous
+        shipped model lost 0.1 PESQ on VoiceBank+DEMAND 10 dB quieter).
+        It needs the whole signal, so not with ``causal``. False (the
+        default, and what checkpoints without the key mean) feeds the
+        spectrum as it is.
 
     Example
     -------
@@ -1000,8 +1017,14 @@ class CMCRNet(nn.Module):
         fusion_reduction=4,
         output="mask",
         causal=False,
+        level_norm=False,
     ):
         super().__init__()
+        if level_norm and causal:
+            raise ValueError(
+                "level_norm needs the whole signal: a causal model cannot "
+                "use it"
+            )
         if output not in ("mask", "mapping"):
             raise ValueError(f"output must be 'mask' or 'mapping': {output!r}")
         if window not in WINDOWS:
@@ -1019,6 +1042,7 @@ class CMCRNet(nn.Module):
             fusion_reduction=fusion_reduction,
             output=output,
             causal=causal,
+            level_norm=level_norm,
         )
         self.sample_rate = sample_rate
         self.output = output
@@ -1095,6 +1119,7 @@ class CMCRNet(nn.Module):
             lengths, noisy_spec.shape[1], num_samples, self.hop_samples
         )  # [B, T]
         spec = noisy_spec.permute(0, 3, 2, 1) * mask[:, None, None, :]
+        spec, level = self._normalise_level(spec, mask)  # [B, 2, F, T]
         skips = self.encoder(spec, mask)
         speech_view, noise_view, streams, _ = self._collaborate(
             skips[-1], mask, with_noise, with_streams
@@ -1102,13 +1127,13 @@ class CMCRNet(nn.Module):
         # Each decoder empties the list it gets (freeing skips once used);
         # the speech decoder gets a copy when the noise decoder follows.
         speech_skips = list(skips) if with_noise else skips
-        enhanced_spec = self._to_spectrum(
+        enhanced_spec = level * self._to_spectrum(
             self.speech_decoder(speech_view, speech_skips, mask)[0], spec
         )
         enhanced_wav = self._to_wav(enhanced_spec, num_samples, lengths)
         noise_spec = noise_wav = None
         if with_noise:
-            noise_spec = self._to_spectrum(
+            noise_spec = level * self._to_spectrum(
                 self.noise_decoder(noise_view, skips, mask)[0], spec
             )
             noise_wav = self._to_wav(noise_spec, num_samples, lengths)
@@ -1168,10 +1193,24 @@ class CMCRNet(nn.Module):
         """
         mask = noisy_spec.new_ones(noisy_spec.shape[:2])  # [B, T]
         spec = noisy_spec.permute(0, 3, 2, 1)  # [B, 2, F, T]
+        spec, level = self._normalise_level(spec, mask)
         skips = self.encoder(spec, mask)
         speech_view = self._collaborate(skips[-1], mask, False, False)[0]
         decoded, _ = self.speech_decoder(speech_view, skips, mask)
-        return self._to_spectrum(decoded, spec)
+        return level * self._to_spectrum(decoded, spec)
+
+    def _normalise_level(self, spec, mask):
+        """With ``level_norm``, the spectrum [B, 2, F, T] divided by its RMS
+        over the frames of ``mask`` [B, T] and all bins, and that RMS
+        [B, 1, 1, 1] (the factor that restores the output's level); without
+        it, the spectrum as it is and 1."""
+        if not self.config["level_norm"]:
+            return spec, 1.0
+        power = (spec**2).sum(dim=1) * mask[:, None, :]  # [B, F, T]
+        values = mask.sum(dim=1) * spec.shape[2]  # [B]
+        rms = (power.sum(dim=(1, 2)) / values.clamp(min=1)).sqrt()
+        level = rms.clamp(min=LEVEL_FLOOR)[:, None, None, None]
+        return spec / level, level
 
     def stream_state(self, batch_size=1):
         """The :class:`StreamState` of a causal model at the start of a
@@ -1292,7 +1331,7 @@ class CMCRNet(nn.Module):
 
     def set_extra_state(self, state):
         """Refuses a checkpoint made for another configuration."""
-        saved = state.get("config", {})
+        saved = {**LATER_CONFIG_KEYS, **state.get("config", {})}
         if saved != self.config:
             diff = {
                 key: (saved.get(key), value)
