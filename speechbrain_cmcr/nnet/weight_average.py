@@ -1,8 +1,9 @@
 """An exponential moving average (EMA) of a model's weights.
 
-Validation and test score the averaged weights, and export ships them: one
-step's weights wander with the step's batch, their average over the last
-few hundred steps does not. The averaging itself is PyTorch's
+The recipe validates, tests and exports the averaged weights (its
+``ema_decay``; 0 makes them the last step's). One step's weights wander
+with the step's batch, their average over the last few hundred steps does
+not. The averaging itself is PyTorch's
 ``torch.optim.swa_utils.AveragedModel``.
 
 The decay warms up as in TensorFlow's ``ExponentialMovingAverage`` with
