@@ -338,3 +338,26 @@ def test_checkpoints_from_before_level_norm_still_load():
     model.load_state_dict(state)
     with pytest.raises(ValueError, match="level_norm"):
         level_model(level_norm=True).load_state_dict(state)
+
+
+def test_cr_warmup_phases_cr_in_over_the_first_steps(tiny_teacher_dir, pair):
+    torch.manual_seed(0)
+    model = CMCRNet(**SMALL)
+    objective = _objective(tiny_teacher_dir)
+    objective.cr_warmup_steps = 10
+    clean, noisy = pair[0][None], pair[1][None]
+    out = model(noisy)
+
+    def cr_part(step):
+        terms = objective(out, clean, noisy, model, step=step)
+        rest = terms["speech"] + terms["noise"] + 0.1 * terms["stream"]
+        return terms["cr"], terms["total"] - rest
+
+    cr, weighted = cr_part(0)
+    assert cr == 0 and weighted == 0  # the teacher is not even run
+    for step, ramp in [(5, 0.5), (10, 1.0), (40, 1.0), (None, 1.0)]:
+        cr, weighted = cr_part(step)
+        assert cr > 0
+        assert float(weighted) == pytest.approx(0.1 * ramp * float(cr))
+    with pytest.raises(ValueError, match="cr_warmup_steps"):
+        CMCRLoss(SpectralReconstructionLoss(), cr_warmup_steps=-1)

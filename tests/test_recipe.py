@@ -79,6 +79,20 @@ def test_demo_run_trains_and_writes_test_results(demo_data, tmp_path):
     saved = {p.name for p in checkpoints[0].iterdir()}
     assert "model.ckpt" in saved
     assert not any("teacher" in name for name in saved)
+    # The verdict a newcomer reads: every metric against the noisy input.
+    output = proc.stdout + proc.stderr
+    assert "Test set, means over 4 utterances:" in output
+    table = output.split("metric     noisy  enhanced  change\n")[1]
+    for metric, line in zip(METRICS, table.splitlines()):
+        name, noisy, enhanced, change = line.split()
+        assert name == metric
+        assert float(noisy) == pytest.approx(
+            summary[f"noisy_{metric}"], abs=1e-3
+        )
+        assert float(enhanced) == pytest.approx(summary[metric], abs=1e-3)
+        assert float(change) == pytest.approx(
+            float(enhanced) - float(noisy), abs=2e-3
+        )
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(demo_data, tmp_path):
@@ -124,6 +138,32 @@ def test_finished_run_continues_with_more_epochs(demo_data, tmp_path):
     log = (out / "train_log.txt").read_text()
     assert len(re.findall(r"^epoch: 1,", log, flags=re.M)) == 1
     assert len(re.findall(r"^epoch: 2,", log, flags=re.M)) == 1
+
+
+def test_cr_warmup_keeps_cr_out_of_the_first_steps(demo_data, tmp_path):
+    def train_losses(**extra):
+        out = tmp_path / "_".join(map(str, extra.values()))
+        proc = run(tiny_args(demo_data, out, **extra))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        log = (out / "train_log.txt").read_text()
+        return {
+            key: float(value)
+            for key, value in re.findall(r"train (loss_\w+): ([^, ]+)", log)
+        }
+
+    # CR is computed in both runs; in the first 6 of a million warm-up
+    # steps its weight is at most 6e-7 of cr_weight.
+    for losses, cr_weight in [
+        (train_losses(cr_warmup_steps=1000000), 0.0),
+        (train_losses(cr_warmup_steps=0), 0.1),
+    ]:
+        assert losses["loss_cr"] > 0
+        expected = (
+            losses["loss_speech"]
+            + losses["loss_noise"]
+            + cr_weight * losses["loss_cr"]
+        )
+        assert losses["loss_total"] == pytest.approx(expected, rel=0.01)
 
 
 def test_debug_flag_runs_a_few_batches(demo_data, tmp_path):

@@ -8,6 +8,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
+import pointwise_conv  # noqa: E402
 import speed  # noqa: E402
 
 
@@ -64,3 +65,18 @@ def test_inference_and_training_tables(capsys, tmp_path):
     assert float(training["CR, Resemblyzer"].split("|")[3]) > 0
     assert float(training["no CR"].split("|")[3]) == 1.0
     assert re.search(r"MetricGAN\+ generator \| 1\.\d\d M", text)
+
+
+def test_pointwise_ways_agree_and_every_shape_is_timed(capsys):
+    x = torch.randn(2, 4, 3, 5)
+    weight, bias = torch.randn(6, 4, 1, 1), torch.randn(6)
+    for way in pointwise_conv.WAYS.values():
+        torch.testing.assert_close(
+            way(x, weight, bias), pointwise_conv.as_conv(x, weight, bias)
+        )
+    pointwise_conv.main(["--repeats", "1", "--frames", "4", "--batch", "1"])
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert len(rows) == len(pointwise_conv.SHAPES)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert all(float(c) > 0 for c in cells[1:])

@@ -268,7 +268,10 @@ class CMCRLoss(nn.Module):
     """The CMCR-Net training objective::
 
         total = speech_loss + noise_weight * noise_loss
-                + cr_weight * CR + stream_weight * stream_contrast
+                + cr_weight * ramp * CR + stream_weight * stream_contrast
+
+    where ``ramp = min(1, step / cr_warmup_steps)`` phases CR in over the
+    first optimizer steps (1 without a warm-up or a step).
 
     Arguments
     ---------
@@ -280,6 +283,12 @@ class CMCRLoss(nn.Module):
         The CR term; None switches it off.
     cr_weight : float
         Its weight (lambda_cr).
+    cr_warmup_steps : int
+        Optimizer steps over which the CR weight rises linearly from 0 to
+        ``cr_weight`` (0: full weight from the first step). The model starts
+        near a pass-through of the noisy input, where CR's denominator, the
+        distance to the noisy input, is near zero and its gradient only
+        pushes away from the input; reconstruction leads the first steps.
     stream_contrast : StreamContrastLoss
         The collaboration module's stream term; None switches it off.
     stream_weight : float
@@ -305,10 +314,16 @@ class CMCRLoss(nn.Module):
         noise_weight=1.0,
         contrastive=None,
         cr_weight=0.1,
+        cr_warmup_steps=0,
         stream_contrast=None,
         stream_weight=0.0,
     ):
         super().__init__()
+        if cr_warmup_steps < 0:
+            raise ValueError(
+                f"cr_warmup_steps must be 0 or more, got {cr_warmup_steps}"
+            )
+        self.cr_warmup_steps = cr_warmup_steps
         self.reconstruction = reconstruction
         self.noise_weight = noise_weight
         self.contrastive = contrastive
@@ -316,7 +331,7 @@ class CMCRLoss(nn.Module):
         self.stream_contrast = stream_contrast
         self.stream_weight = stream_weight
 
-    def forward(self, output, clean, noisy, model, length=None):
+    def forward(self, output, clean, noisy, model, length=None, step=None):
         """Returns a dict of the terms and their weighted ``total``.
 
         Arguments
@@ -331,12 +346,17 @@ class CMCRLoss(nn.Module):
             Gives the STFT of the clean target.
         length : torch.Tensor
             Relative lengths [B].
+        step : int
+            Optimizer steps taken so far, for the CR warm-up; None (outside
+            training) gives CR its full weight.
 
         Returns
         -------
         dict
-            ``speech``, ``noise``, ``cr``, ``stream`` and ``total`` (scalars).
+            ``speech``, ``noise``, ``cr``, ``stream`` and ``total`` (scalars);
+            ``cr`` unweighted, and 0 where its weight is 0.
         """
+        cr_weight = self.cr_weight * self.cr_ramp(step)
         clean_spec = model.spectrum(clean)  # [B, T, F, 2]
         noise_target = output.noisy_spec - clean_spec
         zero = clean.new_zeros(())
@@ -350,7 +370,7 @@ class CMCRLoss(nn.Module):
             if self.noise_weight
             else zero,
             "cr": self.contrastive(output.enhanced_wav, clean, noisy, length)
-            if self.contrastive is not None and self.cr_weight
+            if self.contrastive is not None and cr_weight
             else zero,
             "stream": torch.stack(
                 [self.stream_contrast(r, i, length) for r, i in output.streams]
@@ -361,7 +381,32 @@ class CMCRLoss(nn.Module):
         terms["total"] = (
             terms["speech"]
             + self.noise_weight * terms["noise"]
-            + self.cr_weight * terms["cr"]
+            + cr_weight * terms["cr"]
             + self.stream_weight * terms["stream"]
         )
         return terms
+
+    def cr_ramp(self, step=None):
+        """The fraction of ``cr_weight`` applied after ``step`` optimizer
+        steps.
+
+        Arguments
+        ---------
+        step : int
+            Optimizer steps taken; None gives 1.
+
+        Returns
+        -------
+        float
+            ``min(1, step / cr_warmup_steps)``, 1 without a warm-up.
+
+        Example
+        -------
+        >>> objective = CMCRLoss(SpectralReconstructionLoss(),
+        ...                      cr_warmup_steps=100)
+        >>> [objective.cr_ramp(s) for s in (0, 25, 100, 500, None)]
+        [0.0, 0.25, 1.0, 1.0, 1.0]
+        """
+        if step is None or not self.cr_warmup_steps:
+            return 1.0
+        return min(1.0, step / self.cr_warmup_steps)

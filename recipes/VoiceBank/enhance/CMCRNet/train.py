@@ -66,7 +66,12 @@ class CMCRBrain(sb.Brain):
         noisy, lengths = batch.noisy_sig
         clean, _ = batch.clean_sig
         terms = self.hparams.objective(
-            predictions, clean, noisy, self._model(stage), lengths
+            predictions,
+            clean,
+            noisy,
+            self._model(stage),
+            lengths,
+            step=self.optimizer_step if stage == sb.Stage.TRAIN else None,
         )
         self.loss_terms.append({k: v.item() for k, v in terms.items()})
         if stage != sb.Stage.TRAIN:
@@ -210,6 +215,24 @@ def write_test_results(rows, stats, csv_path, summary_path):
     with open(summary_path, "w", encoding="utf-8") as f:
         json.dump(stats, f, indent=2)
     logger.info("Test summary written to %s", summary_path)
+    logger.info(
+        "Test set, means over %d utterances:\n%s",
+        len(rows),
+        against_noisy(stats),
+    )
+
+
+def against_noisy(stats):
+    """A table of each test metric of the enhanced speech next to the
+    noisy input's, with the difference (positive: the model helps)."""
+    lines = ["metric     noisy  enhanced  change"]
+    for key, value in stats.items():
+        if f"noisy_{key}" in stats:
+            noisy = stats[f"noisy_{key}"]
+            lines.append(
+                f"{key:<8} {noisy:>7.3f} {value:>9.3f} {value - noisy:>+7.3f}"
+            )
+    return "\n".join(lines)
 
 
 def dataio_prep(hparams):
