@@ -240,6 +240,11 @@ def export(run_folder, folder):
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # Run with -m, the module is __main__: the generated file must still
+    # name the package and the module to call.
+    header = (Path(folder) / "custom_interface.py").read_text()[:2000]
+    assert "__main__" not in header
+    assert "speechbrain_cmcr.export.write_interface" in " ".join(header.split())
     return folder
 
 
