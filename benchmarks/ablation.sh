@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CMCR-Net ablation at CPU scale: the small dynamic-mixing configuration
 # (hparams/dynamic_mixing.yaml with today's cmcr.yaml loss: compressed
-# spectra, the weight average; Resemblyzer teacher) trained for the same
+# spectra, the last step's weights; Resemblyzer teacher) trained for the same
 # number of steps as
 #   full            CMCR-Net (collaboration module + CR, weight 0.1)
 #   no_cr           without contrastive regularization (cr_weight 0)
