@@ -720,13 +720,10 @@ def model_card(
         "training data and their licences in a Markdown file given to "
         "`python -m speechbrain_cmcr.export ... --notes`."
     )
-    example_call = f'enhancer.enhance_file("{source}/example.wav", \
-output_filename="enhanced.wav")'
+    example_args = f'"{source}/example.wav", output_filename="enhanced.wav"'
+    example_call = f"enhancer.enhance_file({example_args})"
     if len(example_call) > 80:  # wrapped as ruff (line length 80) would
-        example_call = (
-            f'enhancer.enhance_file(\n    "{source}/example.wav", '
-            'output_filename="enhanced.wav"\n)'
-        )
+        example_call = f"enhancer.enhance_file(\n    {example_args}\n)"
     return f"""\
 ---
 {front_matter}---

@@ -224,7 +224,25 @@ def write_test_results(rows, stats, csv_path, summary_path):
 
 def against_noisy(stats):
     """A table of each test metric of the enhanced speech next to the
-    noisy input's, with the difference (positive: the model helps)."""
+    noisy input's, with the difference (positive: the model helps).
+
+    Arguments
+    ---------
+    stats : dict
+        Test means: each metric and its ``noisy_`` twin (other keys, such
+        as the losses, are left out).
+
+    Returns
+    -------
+    str
+        One header line and one line per metric.
+
+    Example
+    -------
+    >>> print(against_noisy({"loss": 0.5, "pesq": 1.3, "noisy_pesq": 1.2}))
+    metric     noisy  enhanced  change
+    pesq       1.200     1.300  +0.100
+    """
     lines = ["metric     noisy  enhanced  change"]
     for key, value in stats.items():
         if f"noisy_{key}" in stats:
