@@ -6,6 +6,7 @@
 #   full            CMCR-Net (collaboration module + CR, weight 0.1)
 #   no_cr           without contrastive regularization (cr_weight 0)
 #   no_cm           without the collaboration module (num_modules 0)
+#   no_cr_no_cm     without either: what the module adds when CR is off
 #   random_teacher  CR with a randomly initialised teacher
 #   stream          the stream-contrast term on (stream_weight 0.1)
 #   cr_0.03         CR weight 0.03
@@ -76,12 +77,13 @@ declare -A variant_args=(
     [full]=""
     [no_cr]="--cr_weight=0.0"
     [no_cm]="--num_modules=0"
+    [no_cr_no_cm]="--cr_weight=0.0 --num_modules=0"
     [random_teacher]="--teacher_pretrained=False"
     [stream]="--stream_weight=0.1"
     [cr_0.03]="--cr_weight=0.03"
     [cr_0.3]="--cr_weight=0.3"
 )
-read -r -a variants <<<"${VARIANTS:-full no_cr no_cm random_teacher stream cr_0.03 cr_0.3}"
+read -r -a variants <<<"${VARIANTS:-full no_cr no_cm no_cr_no_cm random_teacher stream cr_0.03 cr_0.3}"
 for variant in "${variants[@]}"; do
     if [ -z "${variant_args[$variant]+set}" ]; then
         echo "ablation.sh: unknown variant '$variant' (known:" \
