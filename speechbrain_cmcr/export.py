@@ -612,7 +612,7 @@ def metrics_table(summary):
     |---|---|---|
     | PESQ (wide-band) | 1.97 | 2.91 |
     >>> metrics_table(None)
-    'Not measured (the run has no test_summary.json).'
+    'Not measured (the run has no test_summary.json of this checkpoint).'
     """
     rows = [
         f"| {name} | {_cell(summary.get('noisy_' + key), digits)} "
@@ -621,7 +621,10 @@ def metrics_table(summary):
         if summary and key in summary
     ]
     if not rows:
-        return "Not measured (the run has no test_summary.json)."
+        return (
+            "Not measured (the run has no test_summary.json of this "
+            "checkpoint)."
+        )
     header = [
         "Means over the test set of the run (test_summary.json):",
         "",
@@ -1082,10 +1085,15 @@ def export_model(
         from speechbrain_cmcr.onnx_export import export_onnx
 
         graphs = [path.name for path in export_onnx(model, folder)]
+    summary = read_summary(run_folder)
+    if summary and summary.get("checkpoint", checkpoint.path.name) != (
+        checkpoint.path.name
+    ):
+        summary = None  # the run's test stage scored another checkpoint
     card = model_card(
         model,
         checkpoint,
-        read_summary(run_folder),
+        summary,
         repo_id or _path(folder),
         notes,
         graphs,

@@ -150,6 +150,27 @@ def test_model_card(exported):
         assert needed in card
 
 
+def test_model_card_leaves_out_the_test_of_another_checkpoint(tmp_path):
+    """A run tested at its last checkpoint, exported at its best: the
+    card must not show the last one's scores as the export's."""
+    summary = {**SUMMARY, "checkpoint": "CKPT+another"}
+    make_run_folder(tmp_path / "run", {0: 2.0, 1: 3.0}, summary)
+    export = export_model(tmp_path / "run", tmp_path / "export")
+    card = (export / "README.md").read_text()
+    assert "Not measured" in card
+    assert "| PESQ (wide-band) |" not in card
+
+
+def test_model_card_shows_the_test_of_the_exported_checkpoint(tmp_path):
+    make_run_folder(tmp_path / "run", {0: 2.0, 1: 3.0})
+    saved = Checkpointer(tmp_path / "run" / "save")
+    best = saved.find_checkpoint(max_key="pesq").path.name
+    summary = {**SUMMARY, "checkpoint": best}
+    (tmp_path / "run" / "test_summary.json").write_text(json.dumps(summary))
+    export = export_model(tmp_path / "run", tmp_path / "export")
+    assert "| PESQ (wide-band) |" in (export / "README.md").read_text()
+
+
 def test_model_card_without_test_summary(tmp_path):
     make_run_folder(tmp_path / "run", {0: 2.0})
     export = export_model(tmp_path / "run", tmp_path / "export", repo_id="u/m")

@@ -79,6 +79,8 @@ def test_demo_run_trains_and_writes_test_results(demo_data, tmp_path):
     saved = {p.name for p in checkpoints[0].iterdir()}
     assert "model.ckpt" in saved
     assert not any("teacher" in name for name in saved)
+    # The summary names the checkpoint it scored (the export checks it).
+    assert summary["checkpoint"] == checkpoints[0].name
     # The verdict a newcomer reads: every metric against the noisy input.
     output = proc.stdout + proc.stderr
     assert "Test set, means over 4 utterances:" in output

@@ -144,6 +144,15 @@ class CMCRBrain(sb.Brain):
                     module, find_unused_parameters=self.find_unused_parameters
                 )
 
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        """Loads the checkpoint to test, as Brain does, and keeps its name
+        for the test summary (the export checks it)."""
+        super().on_evaluate_start(max_key=max_key, min_key=min_key)
+        tested = self.checkpointer.find_checkpoint(
+            max_key=max_key, min_key=min_key
+        )
+        self.tested_checkpoint = tested.path.name if tested else None
+
     def on_stage_start(self, stage, epoch=None):
         """Resets the per-stage accumulators."""
         self.loss_terms = []
@@ -193,6 +202,7 @@ class CMCRBrain(sb.Brain):
                 stats,
                 self.hparams.test_csv,
                 self.hparams.test_summary,
+                self.tested_checkpoint,
             )
 
 
@@ -204,8 +214,9 @@ def mean_scores(rows):
     return {key: sum(row[key] for row in rows) / len(rows) for key in keys}
 
 
-def write_test_results(rows, stats, csv_path, summary_path):
-    """Writes the per-file CSV and the JSON summary of the test stage."""
+def write_test_results(rows, stats, csv_path, summary_path, checkpoint):
+    """Writes the per-file CSV and the JSON summary of the test stage; the
+    summary names the ``checkpoint`` tested."""
     if not rows:
         return
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
@@ -213,7 +224,7 @@ def write_test_results(rows, stats, csv_path, summary_path):
         writer.writeheader()
         writer.writerows(rows)
     with open(summary_path, "w", encoding="utf-8") as f:
-        json.dump(stats, f, indent=2)
+        json.dump({**stats, "checkpoint": checkpoint}, f, indent=2)
     logger.info("Test summary written to %s", summary_path)
     logger.info(
         "Test set, means over %d utterances:\n%s",
