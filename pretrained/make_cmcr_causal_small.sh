@@ -36,17 +36,4 @@ torch.save(state, sys.argv[2])
     --ckpt_interval_minutes=5 --test_checkpoint=last \
     --output_folder="$run" "${@:3}")
 
-# From the repository root, so that the card names pretrained/cmcr-causal-small.
-cd "$root"
-"$python" -m speechbrain_cmcr.export "$run" pretrained/cmcr-causal-small \
-    --onnx --example "$devdata/vbd_train_p287/noisy/p287_004.wav" \
-    --notes pretrained/cmcr-causal-small.card.md
-"$python" benchmarks/spectrograms.py --model pretrained/cmcr-causal-small \
-    --noisy "$devdata/vbd_train_p287/noisy/p287_004.wav" \
-    --clean "$devdata/vbd_train_p287/clean/p287_004.wav" \
-    --output pretrained/cmcr-causal-small/spectrograms.png \
-    --title "VoiceBank+DEMAND p287_004 (speaker and noise unseen in training)"
-"$python" benchmarks/quality.py \
-    --model cmcr-causal-small=pretrained/cmcr-causal-small \
-    "$devdata/vbd_test_extra" "$devdata/vbd_train_p287" "$devdata/dns2020" \
-    "$devdata/crcnet"
+bash "$root/pretrained/publish.sh" cmcr-causal-small "$run" "$devdata" --onnx

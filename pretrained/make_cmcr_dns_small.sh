@@ -27,16 +27,4 @@ run=$recipe/results/cmcr_dns_small/3
     --valid_metrics_subset=30 --dm_test_mixtures=30 \
     --ckpt_interval_minutes=5 --test_checkpoint=last "${@:3}")
 
-# From the repository root, so that the card names pretrained/cmcr-dns-small.
-cd "$root"
-"$python" -m speechbrain_cmcr.export "$run" pretrained/cmcr-dns-small --last \
-    --example "$devdata/vbd_train_p287/noisy/p287_004.wav" \
-    --notes pretrained/cmcr-dns-small.card.md
-"$python" benchmarks/spectrograms.py --model pretrained/cmcr-dns-small \
-    --noisy "$devdata/vbd_train_p287/noisy/p287_004.wav" \
-    --clean "$devdata/vbd_train_p287/clean/p287_004.wav" \
-    --output pretrained/cmcr-dns-small/spectrograms.png \
-    --title "VoiceBank+DEMAND p287_004 (speaker and noise unseen in training)"
-"$python" benchmarks/quality.py --model cmcr-dns-small=pretrained/cmcr-dns-small \
-    "$devdata/vbd_test_extra" "$devdata/vbd_train_p287" "$devdata/dns2020" \
-    "$devdata/crcnet"
+bash "$root/pretrained/publish.sh" cmcr-dns-small "$run" "$devdata" --last
