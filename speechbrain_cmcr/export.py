@@ -1086,9 +1086,8 @@ def export_model(
 
         graphs = [path.name for path in export_onnx(model, folder)]
     summary = read_summary(run_folder)
-    if summary and summary.get("checkpoint", checkpoint.path.name) != (
-        checkpoint.path.name
-    ):
+    tested = (summary or {}).get("checkpoint", checkpoint.path.name)
+    if tested != checkpoint.path.name:
         summary = None  # the run's test stage scored another checkpoint
     card = model_card(
         model,

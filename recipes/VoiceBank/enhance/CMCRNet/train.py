@@ -147,8 +147,7 @@ class CMCRBrain(sb.Brain):
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Loads the checkpoint to test, as Brain does, and keeps its name
         for the test summary (the export checks it)."""
-        super().on_evaluate_start(max_key=max_key, min_key=min_key)
-        tested = self.checkpointer.find_checkpoint(
+        tested = self.checkpointer.recover_if_possible(
             max_key=max_key, min_key=min_key
         )
         self.tested_checkpoint = tested.path.name if tested else None
