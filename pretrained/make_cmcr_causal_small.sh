@@ -15,22 +15,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$root/.venv/bin/python}
 recipe=$root/recipes/VoiceBank/enhance/CMCRNet
 run=$recipe/results/cmcr_causal_small/3
-init=$recipe/results/cmcr_causal_small/init
-
-# init_from refuses weights saved for another configuration: the offline
-# weights, re-labelled causal (the parameters are the same).
-mkdir -p "$init"
-"$python" -c "
-import sys, torch
-state = torch.load(sys.argv[1], weights_only=True)
-state['_extra_state']['config']['causal'] = True
-torch.save(state, sys.argv[2])
-" "$root/pretrained/cmcr-dns-small/enhance_model.ckpt" "$init/enhance_model.ckpt"
 
 (cd "$recipe" && OMP_NUM_THREADS=1 "$python" train.py \
     hparams/dynamic_mixing.yaml --data_folder="$trainsrc" \
     --valid_pairs="$devdata/vbd_train_p287" --dm_seed=4234 --seed=3 \
-    --cr_weight=0.0 --causal=True --init_from="$init" \
+    --cr_weight=0.0 --causal=True \
+    --init_from="$root/pretrained/cmcr-dns-small" \
     --number_of_epochs=10 --dm_valid_mixtures=30 \
     --valid_metrics_subset=30 --dm_test_mixtures=30 \
     --ckpt_interval_minutes=5 --test_checkpoint=last \

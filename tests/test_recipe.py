@@ -303,6 +303,47 @@ def test_init_from_loads_an_exported_model_before_the_first_step(
         assert torch.equal(trained[key], doubled[key]), key
 
 
+def test_init_from_fine_tunes_offline_weights_as_causal_only(
+    demo_data, tmp_path
+):
+    """``init_from`` loads offline weights into a causal run (the switch is
+    logged) and refuses weights of another architecture with the
+    configuration difference in the message."""
+    offline = tmp_path / "offline"
+    assert run(tiny_args(demo_data, offline)).returncode == 0
+    exported = export(offline, tmp_path / "exported")
+
+    causal = tmp_path / "causal"
+    args = tiny_args(demo_data, causal, init_from=exported, lr=0.0, cr_weight=0)
+    proc = run(args + ["--causal=True"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    output = proc.stdout + proc.stderr
+    assert "Fine-tuning weights trained with causal=False as causal=True" in (
+        output
+    )
+    (checkpoint,) = (causal / "save").glob("CKPT+*/model.ckpt")
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert trained["_extra_state"]["config"]["causal"] is True
+    names = [
+        key
+        for key, value in trained.items()
+        if torch.is_tensor(value)
+        and not key.endswith(("running_mean", "running_var", "tracked"))
+    ]
+    saved = _parameters(exported / "enhance_model.ckpt", names)
+    for key in names:
+        assert torch.equal(trained[key], saved[key]), key
+
+    wider = tiny_args(
+        demo_data, tmp_path / "wider", init_from=exported, attention_dim=16
+    )
+    proc = run(wider)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "another CMCRNet configuration" in output
+    assert "'attention_dim': (8, 16)" in output
+
+
 @pytest.mark.parametrize("decay", [0.5, 0.0])
 def test_validation_and_export_use_the_weight_average(
     demo_data, tmp_path, decay

@@ -103,12 +103,15 @@ Authors
 speechbrain-cmcr contributors
 """
 
+import logging
 from typing import List, NamedTuple, Tuple
 
 import torch
 import torch.nn.functional as F
 from speechbrain.processing.features import ISTFT, STFT
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 WINDOWS = {"hamming": torch.hamming_window, "hann": torch.hann_window}
 
@@ -928,6 +931,9 @@ class CollaborationModule(nn.Module):
 LATER_CONFIG_KEYS = {"level_norm": False}
 # The smallest RMS a level-normalised spectrum is divided by (silence).
 LEVEL_FLOOR = 1e-5
+# Configuration keys that change how the model runs but not its parameters:
+# weights trained with one value can be fine-tuned with another.
+FINE_TUNABLE_CONFIG_KEYS = ("causal",)
 
 
 class CMCRNet(nn.Module):
@@ -1342,3 +1348,53 @@ class CMCRNet(nn.Module):
                 "Checkpoint was saved for another CMCRNet configuration "
                 f"(checkpoint value, this model's value): {diff}"
             )
+
+
+def load_for_fine_tuning(model, path):
+    """Pretrainer hook for fine-tuning (the recipe's ``init_from``): loads
+    the CMCRNet state dict at ``path`` into ``model`` strictly, also when it
+    was trained with another value of a key in ``FINE_TUNABLE_CONFIG_KEYS``
+    (offline weights fine-tuned as a causal model). Any other configuration
+    difference is refused, as when a checkpoint is recovered.
+
+    Arguments
+    ---------
+    model : CMCRNet
+        Receives the weights, and keeps its own configuration.
+    path : str or os.PathLike
+        A file written by ``torch.save(cmcr_net.state_dict(), path)``.
+
+    Returns
+    -------
+    switched : dict
+        ``{key: (saved value, model's value)}`` of the keys that differ.
+
+    Example
+    -------
+    >>> offline = CMCRNet(encoder_channels=[8], num_modules=1, attention_dim=8)
+    >>> path = getfixture("tmp_path") / "offline.ckpt"
+    >>> torch.save(offline.state_dict(), path)
+    >>> causal = CMCRNet(
+    ...     encoder_channels=[8], num_modules=1, attention_dim=8, causal=True
+    ... )
+    >>> load_for_fine_tuning(causal, path)
+    {'causal': (False, True)}
+    >>> pairs = zip(causal.parameters(), offline.parameters())
+    >>> all(torch.equal(mine, saved) for mine, saved in pairs)
+    True
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved = state.get("_extra_state", {}).get("config", {})
+    config = {**LATER_CONFIG_KEYS, **saved}
+    switched = {
+        key: (config.get(key), model.config[key])
+        for key in FINE_TUNABLE_CONFIG_KEYS
+        if config.get(key) != model.config[key]
+    }
+    for key, (before, value) in switched.items():
+        logger.warning(
+            f"Fine-tuning weights trained with {key}={before} as {key}={value}"
+        )
+        config[key] = value
+    model.load_state_dict({**state, "_extra_state": {"config": config}})
+    return switched
