@@ -255,6 +255,20 @@ def _parameters(state_dict_path, model_keys):
     return {key: state[key] for key in model_keys}
 
 
+def _trained_weights(run_folder):
+    """The state dict of a run's one checkpoint, and the names of its
+    trained tensors (BatchNorm statistics move even at learning rate 0)."""
+    (checkpoint,) = (run_folder / "save").glob("CKPT+*/model.ckpt")
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    names = [
+        key
+        for key, value in trained.items()
+        if torch.is_tensor(value)
+        and not key.endswith(("running_mean", "running_var", "tracked"))
+    ]
+    return trained, names
+
+
 def test_init_from_loads_an_exported_model_before_the_first_step(
     demo_data, tmp_path
 ):
@@ -273,14 +287,7 @@ def test_init_from_loads_an_exported_model_before_the_first_step(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"Model initialised from {exported}" in proc.stdout + proc.stderr
-    (checkpoint,) = (second / "save").glob("CKPT+*/model.ckpt")
-    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    names = [
-        key
-        for key, value in trained.items()
-        if torch.is_tensor(value)
-        and not key.endswith(("running_mean", "running_var", "tracked"))
-    ]
+    trained, names = _trained_weights(second)
     exported_weights = _parameters(exported / "enhance_model.ckpt", names)
     assert len(names) > 10
     for key in names:
@@ -293,12 +300,12 @@ def test_init_from_loads_an_exported_model_before_the_first_step(
     state = torch.load(other / "enhance_model.ckpt", weights_only=True)
     doubled = {k: v * 2 if k in names else v for k, v in state.items()}
     torch.save(doubled, other / "enhance_model.ckpt")
-    shutil.rmtree(checkpoint.parent)
+    for checkpoint in (second / "save").glob("CKPT+*"):
+        shutil.rmtree(checkpoint)
     args = tiny_args(demo_data, second, lr=0.0, seed=7, cr_weight=0)
     proc = run(args + [f"--init_from={other}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (checkpoint,) = (second / "save").glob("CKPT+*/model.ckpt")
-    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    trained, _ = _trained_weights(second)
     for key in names:
         assert torch.equal(trained[key], doubled[key]), key
 
@@ -321,15 +328,8 @@ def test_init_from_fine_tunes_offline_weights_as_causal_only(
     assert "Fine-tuning weights trained with causal=False as causal=True" in (
         output
     )
-    (checkpoint,) = (causal / "save").glob("CKPT+*/model.ckpt")
-    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    trained, names = _trained_weights(causal)
     assert trained["_extra_state"]["config"]["causal"] is True
-    names = [
-        key
-        for key, value in trained.items()
-        if torch.is_tensor(value)
-        and not key.endswith(("running_mean", "running_var", "tracked"))
-    ]
     saved = _parameters(exported / "enhance_model.ckpt", names)
     for key in names:
         assert torch.equal(trained[key], saved[key]), key
