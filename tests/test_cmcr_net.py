@@ -340,6 +340,46 @@ def test_checkpoints_from_before_level_norm_still_load():
         level_model(level_norm=True).load_state_dict(state)
 
 
+def test_mask_bound_caps_every_bin_and_starts_as_a_pass_through():
+    """A bounded mask never scales a bin by more than its bound, however
+    large the decoder's output, and the untrained model passes the input
+    through as the unbounded one does."""
+    noisy = torch.randn(1, 1000)
+    bounded, plain = level_model(mask_bound=1.5), level_model()
+
+    def gains(model):
+        """|output| / |input| per bin, [1, T, F]."""
+        with torch.no_grad():
+            spec = model.spectrum(noisy)  # [1, T, F, 2]
+            enhanced = model.enhance_spectrum(spec)
+        return enhanced.norm(dim=-1) / spec.norm(dim=-1)
+
+    for model in (bounded, plain):
+        assert 0.95 < gains(model).median() < 1.05
+        with torch.no_grad():
+            model.speech_decoder.blocks[-1].conv.bias.fill_(10.0)
+    ratio, unbounded = gains(bounded), gains(plain)
+    assert ratio.max() <= 1.5 * (1 + 1e-5)
+    assert ratio.min() > 1.49  # saturated
+    assert unbounded.min() > 10.0
+
+
+@pytest.mark.parametrize(
+    "options", [{"mask_bound": 1.0}, {"mask_bound": 2.0, "output": "mapping"}]
+)
+def test_mask_bound_needs_a_mask_and_a_bound_above_one(options):
+    with pytest.raises(ValueError, match="mask_bound needs output='mask'"):
+        level_model(**options)
+
+
+def test_checkpoints_from_before_mask_bound_load_as_unbounded():
+    state = level_model().state_dict()
+    del state["_extra_state"]["config"]["mask_bound"]
+    level_model().load_state_dict(state)
+    with pytest.raises(ValueError, match="mask_bound"):
+        level_model(mask_bound=1.5).load_state_dict(state)
+
+
 def test_cr_warmup_phases_cr_in_over_the_first_steps(tiny_teacher_dir, pair):
     torch.manual_seed(0)
     model = CMCRNet(**SMALL)

@@ -263,6 +263,25 @@ def test_mixer_noise_augmentation_colours_the_noise(prepared):
     assert sum(shares["augmented"]) / 8 > sum(shares["plain"]) / 8 + 0.05
 
 
+def test_mixer_noise_tilt_range_sets_the_direction(prepared):
+    """A tilt range of one sign moves the noise's power that way: toward
+    the high band for positive slopes, away from it for negative ones."""
+    speech = harmonic_speech(12000)
+    shares = {}
+    for low, high in ((-6.0, -6.0), (0.0, 0.0), (6.0, 6.0)):
+        torch.manual_seed(0)
+        mixer = _mixer(
+            prepared,
+            crop_samples=None,
+            noise_tilt_prob=1.0,
+            noise_tilt_low_db=low,
+            noise_tilt_high_db=high,
+        )
+        pairs = [mixer(speech) for _ in range(8)]
+        shares[low] = sum(_high_band_share(n - c) for n, c in pairs) / 8
+    assert shares[-6.0] < shares[0.0] < shares[6.0]
+
+
 def test_mixer_augmentation_off_draws_nothing(prepared):
     """With both probabilities at 0, the augmentation draws no random
     number: the mixtures equal those of a mixer without the options."""

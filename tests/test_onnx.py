@@ -76,14 +76,18 @@ def test_streaming_step_matches_pytorch_frame_by_frame(causal_graphs):
 
 
 @pytest.mark.parametrize(
-    "causal, options",
+    "causal, options, output",
     [
-        (False, {}),
-        (True, {}),
-        (False, {"level_norm": True}),
-    ],
+        (causal, options, output)
+        for causal, options in [
+            (False, {}),
+            (True, {}),
+            (False, {"level_norm": True}),
+        ]
+        for output in ["mask", "mapping"]
+    ]
+    + [(True, {"mask_bound": 1.5}, "mask")],
 )
-@pytest.mark.parametrize("output", ["mask", "mapping"])
 def test_offline_graph_matches_pytorch_for_any_length(
     tmp_path, causal, options, output
 ):

@@ -217,9 +217,10 @@ class DynamicMixer(torch.nn.Module):
        ``1 - 1 / (10 ** (snr / 20) + 1)``; that factor is undone on the
        mixture, so the target keeps the level of step 3;
     5. with probability ``noise_tilt_prob``, the noise's spectrum is tilted
-       by a slope drawn in [-``noise_tilt_db``, ``noise_tilt_db``] dB per
-       octave, its level kept (``spectral_tilt``): recordings that lean
-       toward low-frequency ambience also teach the high band;
+       by a slope drawn in [``noise_tilt_low_db``, ``noise_tilt_high_db``]
+       dB per octave, its level kept (``spectral_tilt``): positive slopes
+       make noise that leans toward low-frequency ambience teach the high
+       band, negative ones make noise lean that way (as DEMAND's does);
     6. with probability ``colored_noise_prob``, Gaussian noise with a slope
        drawn in [``colored_slope_low_db``, ``colored_slope_high_db``] dB
        per octave is added too, at its own SNR drawn like the first
@@ -264,8 +265,10 @@ class DynamicMixer(torch.nn.Module):
         Largest absolute sample value of both outputs.
     noise_tilt_prob : float
         Probability of tilting the noise's spectrum.
-    noise_tilt_db : float
-        Largest tilt, dB per octave, either sign.
+    noise_tilt_low_db : float
+        Lowest tilt, dB per octave (negative: toward low frequencies).
+    noise_tilt_high_db : float
+        Highest tilt, dB per octave.
     colored_noise_prob : float
         Probability of adding coloured Gaussian noise.
     colored_slope_low_db : float
@@ -299,7 +302,8 @@ class DynamicMixer(torch.nn.Module):
         sample_rate=16000,
         max_peak=0.99,
         noise_tilt_prob=0.0,
-        noise_tilt_db=6.0,
+        noise_tilt_low_db=-6.0,
+        noise_tilt_high_db=6.0,
         colored_noise_prob=0.0,
         colored_slope_low_db=-6.0,
         colored_slope_high_db=0.0,
@@ -316,7 +320,8 @@ class DynamicMixer(torch.nn.Module):
         self.max_peak = max_peak
         self.sample_rate = sample_rate
         self.noise_tilt_prob = noise_tilt_prob
-        self.noise_tilt_db = noise_tilt_db
+        self.noise_tilt_low_db = noise_tilt_low_db
+        self.noise_tilt_high_db = noise_tilt_high_db
         self.colored_noise_prob = colored_noise_prob
         self.colored_slope_low_db = colored_slope_low_db
         self.colored_slope_high_db = colored_slope_high_db
@@ -361,7 +366,7 @@ class DynamicMixer(torch.nn.Module):
         speech = self._normalise_level(speech)
         noise = self._add_noise(speech) - speech
         if _happens(self.noise_tilt_prob):
-            slope = _uniform(-self.noise_tilt_db, self.noise_tilt_db)
+            slope = _uniform(self.noise_tilt_low_db, self.noise_tilt_high_db)
             noise = spectral_tilt(noise, slope, self.sample_rate)
         if _happens(self.colored_noise_prob):
             noise = noise + self._colored_noise(speech)

@@ -35,6 +35,8 @@ the choice is ours and is a constructor argument (so a yaml sets it):
    noisy input rather than from noise; it follows
    the input level (VoiceBank levels vary by 30 dB), and gives exact zeros in
    silent padding. ``output="mapping"`` predicts the spectrum directly.
+   ``mask_bound`` (off by default) caps the mask's magnitude, so that the
+   output never boosts a bin by more than that factor.
 3. Attention axis of the contrastive attention. The authors' code embeds the
    C x F' bottleneck of every frame into ``attention_dim`` features and lets
    those features attend to each other, with similarities taken over the
@@ -104,6 +106,7 @@ speechbrain-cmcr contributors
 """
 
 import logging
+import math
 from typing import List, NamedTuple, Tuple
 
 import torch
@@ -928,7 +931,7 @@ class CollaborationModule(nn.Module):
 
 # Configuration keys added after checkpoints were first shipped, with the
 # value that a checkpoint without them was trained with.
-LATER_CONFIG_KEYS = {"level_norm": False}
+LATER_CONFIG_KEYS = {"level_norm": False, "mask_bound": None}
 # The smallest RMS a level-normalised spectrum is divided by (silence).
 LEVEL_FLOOR = 1e-5
 # Configuration keys that change how the model runs but not its parameters:
@@ -980,6 +983,15 @@ class CMCRNet(nn.Module):
         It needs the whole signal, so not with ``causal``. False (the
         default, and what checkpoints without the key mean) feeds the
         spectrum as it is.
+    mask_bound : float, optional
+        With ``output="mask"``, a bound above 1 on the mask's magnitude: a
+        mask ``M`` becomes ``M * b * tanh(|M| / b) / |M|`` (its phase kept),
+        close to ``M`` where ``|M|`` is small and never above ``b``. It
+        starts as a pass-through like the unbounded mask. None (the default,
+        and what checkpoints without the key mean) leaves the mask
+        unbounded; the unbounded mask of a small model trained here swung
+        between epochs to boosting the 2 to 8 kHz band 4 to 6 dB above the
+        clean speech.
 
     Example
     -------
@@ -1024,8 +1036,14 @@ class CMCRNet(nn.Module):
         output="mask",
         causal=False,
         level_norm=False,
+        mask_bound=None,
     ):
         super().__init__()
+        if mask_bound is not None and (output != "mask" or mask_bound <= 1):
+            raise ValueError(
+                "mask_bound needs output='mask' and a bound above 1 (a "
+                f"pass-through must stay reachable): {mask_bound!r}"
+            )
         if level_norm and causal:
             raise ValueError(
                 "level_norm needs the whole signal: a causal model cannot "
@@ -1049,6 +1067,7 @@ class CMCRNet(nn.Module):
             output=output,
             causal=causal,
             level_norm=level_norm,
+            mask_bound=mask_bound,
         )
         self.sample_rate = sample_rate
         self.output = output
@@ -1089,7 +1108,7 @@ class CMCRNet(nn.Module):
         self.noise_decoder = Decoder(encoder_channels, freq_sizes, causal)
         if output == "mask":
             # Start near speech = noisy, noise = 0 (see the module docstring).
-            self._init_mask(self.speech_decoder, real=1.0)
+            self._init_mask(self.speech_decoder, real=self._unbounded(1.0))
             self._init_mask(self.noise_decoder, real=0.0)
 
     def train(self, mode=True):
@@ -1314,9 +1333,25 @@ class CMCRNet(nn.Module):
         out = self.forward(noisy, lengths, with_noise=False, with_streams=False)
         return out.enhanced_wav
 
+    def _unbounded(self, magnitude):
+        """The raw mask magnitude that ``mask_bound`` maps to ``magnitude``."""
+        bound = self.config["mask_bound"]
+        if bound is None:
+            return magnitude
+        return bound * math.atanh(magnitude / bound)
+
+    def _bounded(self, mask):
+        """``mask`` [B, 2, F, T] with its magnitude capped by ``mask_bound``."""
+        bound = self.config["mask_bound"]
+        if bound is None:
+            return mask
+        magnitude = mask.square().sum(dim=1, keepdim=True).add(1e-12).sqrt()
+        return mask * (bound * torch.tanh(magnitude / bound) / magnitude)
+
     def _to_spectrum(self, decoded, noisy):
         """Decoder output [B, 2, F, T] to a spectrum [B, T, F, 2]."""
         if self.output == "mask":
+            decoded = self._bounded(decoded)  # [B, 2, F, T]
             real = decoded[:, 0] * noisy[:, 0] - decoded[:, 1] * noisy[:, 1]
             imag = decoded[:, 0] * noisy[:, 1] + decoded[:, 1] * noisy[:, 0]
             decoded = torch.stack([real, imag], dim=1)  # [B, 2, F, T]
