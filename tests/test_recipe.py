@@ -344,6 +344,36 @@ def test_init_from_fine_tunes_offline_weights_as_causal_only(
     assert "'attention_dim': (8, 16)" in output
 
 
+def test_freeze_batchnorm_keeps_the_initial_statistics(demo_data, tmp_path):
+    """Fine-tuned with ``freeze_batchnorm``, a run changes its weights but
+    keeps the BatchNorm statistics it started from; without it, training
+    moves them."""
+    first = tmp_path / "first"
+    assert run(tiny_args(demo_data, first)).returncode == 0
+    exported = export(first, tmp_path / "exported")
+    start = torch.load(exported / "enhance_model.ckpt", weights_only=True)
+    statistics = [
+        k for k in start if k.endswith(("running_mean", "running_var"))
+    ]
+    assert len(statistics) > 10
+
+    for freeze in (True, False):
+        folder = tmp_path / f"freeze_{freeze}"
+        args = tiny_args(
+            demo_data,
+            folder,
+            init_from=exported,
+            cr_weight=0,
+            freeze_batchnorm=freeze,
+        )
+        proc = run(args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        trained, names = _trained_weights(folder)
+        assert any(not torch.equal(trained[k], start[k]) for k in names)
+        kept = [torch.equal(trained[k], start[k]) for k in statistics]
+        assert all(kept) if freeze else not any(kept)
+
+
 @pytest.mark.parametrize("decay", [0.5, 0.0])
 def test_validation_and_export_use_the_weight_average(
     demo_data, tmp_path, decay

@@ -78,6 +78,16 @@ class CMCRBrain(sb.Brain):
             self._score(batch, predictions.enhanced_wav, stage)
         return terms["total"]
 
+    def on_fit_batch_start(self, batch, should_step):
+        """With ``freeze_batchnorm``, keeps BatchNorm in inference mode
+        while training: the layers normalise with their stored statistics
+        and leave them unchanged (Brain sets every module to training mode
+        at the start of each epoch)."""
+        if self.hparams.freeze_batchnorm:
+            for module in self._model(sb.Stage.TRAIN).modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """Moves the weight average toward the weights just updated."""
         if should_step:
