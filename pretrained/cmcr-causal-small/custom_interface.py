@@ -922,9 +922,9 @@ class CMCRNet(nn.Module):
         close to ``M`` where ``|M|`` is small and never above ``b``. It
         starts as a pass-through like the unbounded mask. None (the default,
         and what checkpoints without the key mean) leaves the mask
-        unbounded; the unbounded mask of a small model trained here swung
-        between epochs to boosting the 2 to 8 kHz band 4 to 6 dB above the
-        clean speech.
+        unbounded. Measured on the small dynamic-mixing model (bound 1.2,
+        one seed): it kept the validation CSIG of its worst epochs higher,
+        but its last epoch scored 0.04 PESQ below the unbounded run's.
 
     Example
     -------
