@@ -56,6 +56,8 @@ setup(
         "soundfile>=0.12",
         "pesq>=0.0.4",
         "pystoi>=0.3",
+        "torch-pesq>=0.1.2",
+        "typeguard<3",
         "tqdm>=4.60",
     ],
     entry_points={

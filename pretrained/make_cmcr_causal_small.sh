@@ -7,8 +7,9 @@
 #    recipes/VoiceBank/enhance/CMCRNet/results/cmcr_dns_small/3), exported
 #    at its best epoch on the p287 pairs;
 # 2. that model fine-tuned for 10 epochs with BatchNorm frozen
-#    (--freeze_batchnorm), lr 3e-4 to 3e-5, exported at its best epoch on
-#    the p287 pairs.
+#    (--freeze_batchnorm), lr 3e-4 to 3e-5 and the differentiable PESQ
+#    term at weight 0.01 (--perceptual_weight; the recipe README, round of
+#    2026-12-06), exported at its best epoch on the p287 pairs.
 #
 #   bash pretrained/make_cmcr_causal_small.sh TRAINSRC DEVDATA [train.py options]
 #
@@ -31,6 +32,7 @@ bash "$root/pretrained/train_small.sh" "$run" "$1" "$2" \
 "$python" -m speechbrain_cmcr.export "$run" "$run/exported"
 bash "$root/pretrained/train_small.sh" "${run}_frozen_bn" "$1" "$2" \
     --number_of_epochs=10 --causal=True --init_from="$run/exported" \
-    --freeze_batchnorm=True --lr=0.0003 --lr_final=0.00003 "${@:3}"
+    --freeze_batchnorm=True --lr=0.0003 --lr_final=0.00003 \
+    --perceptual_weight=0.01 "${@:3}"
 bash "$root/pretrained/publish.sh" cmcr-causal-small "${run}_frozen_bn" "$2" \
     --onnx

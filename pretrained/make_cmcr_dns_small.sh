@@ -10,8 +10,9 @@
 #    RUN/exported (the cmcr-dns-small shipped before 2026-12-02, and the
 #    start of pretrained/make_cmcr_causal_small.sh);
 # 2. that model fine-tuned for 10 epochs with BatchNorm frozen
-#    (--freeze_batchnorm), lr 3e-4 to 3e-5, exported at its best epoch on
-#    the p287 pairs.
+#    (--freeze_batchnorm), lr 3e-4 to 3e-5 and the differentiable PESQ
+#    term at weight 0.01 (--perceptual_weight; the recipe README, round of
+#    2026-12-06), exported at its best epoch on the p287 pairs.
 #
 #   bash pretrained/make_cmcr_dns_small.sh /path/to/trainsrc /path/to/devdata
 #
@@ -29,5 +30,6 @@ bash "$root/pretrained/train_small.sh" "$results/3" "$1" "$2" \
 "$python" -m speechbrain_cmcr.export "$results/3" "$results/3/exported" --last
 bash "$root/pretrained/train_small.sh" "$results/3_frozen_bn" "$1" "$2" \
     --number_of_epochs=10 --init_from="$results/3/exported" \
-    --freeze_batchnorm=True --lr=0.0003 --lr_final=0.00003 "${@:3}"
+    --freeze_batchnorm=True --lr=0.0003 --lr_final=0.00003 \
+    --perceptual_weight=0.01 "${@:3}"
 bash "$root/pretrained/publish.sh" cmcr-dns-small "$results/3_frozen_bn" "$2"

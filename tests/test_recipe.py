@@ -168,6 +168,26 @@ def test_cr_warmup_keeps_cr_out_of_the_first_steps(demo_data, tmp_path):
         assert losses["loss_total"] == pytest.approx(expected, rel=0.01)
 
 
+def test_perceptual_weight_adds_the_pesq_term_to_the_training_loss(
+    demo_data, tmp_path
+):
+    out = tmp_path / "perceptual"
+    proc = run(tiny_args(demo_data, out, cr_weight=0.0, perceptual_weight=0.5))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (out / "train_log.txt").read_text()
+    losses = {
+        key: float(value)
+        for key, value in re.findall(r"train (loss_\w+): ([^, ]+)", log)
+    }
+    assert losses["loss_perceptual"] > 0
+    assert losses["loss_total"] == pytest.approx(
+        losses["loss_speech"]
+        + losses["loss_noise"]
+        + 0.5 * losses["loss_perceptual"],
+        rel=0.01,
+    )
+
+
 def test_debug_flag_runs_a_few_batches(demo_data, tmp_path):
     proc = run(tiny_args(demo_data, tmp_path / "run") + ["--debug"])
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,5 +1,6 @@
 """Losses of CMCR-Net: spectral reconstruction, contrastive regularization
-(CR) and the optional stream-contrast term of the collaboration module.
+(CR), the optional stream-contrast term of the collaboration module and an
+optional differentiable PESQ term.
 
 Each loss follows SpeechBrain's signature ``(predictions, targets, ...,
 length=None, reduction="mean")`` with relative lengths in [0, 1] and
@@ -13,6 +14,7 @@ speechbrain-cmcr contributors
 import torch
 from speechbrain.nnet.losses import compute_masked_loss
 from torch import nn
+from torch_pesq import PesqLoss
 
 
 def compress_spectrum(spec, compress_factor, eps=1e-8):
@@ -264,11 +266,77 @@ class StreamContrastLoss(nn.Module):
         return cosine.pow(2)
 
 
+class PerceptualQualityLoss(nn.Module):
+    """A differentiable approximation of wide-band PESQ (ITU-T P.862),
+    from ``torch_pesq``: the weighted symmetric and asymmetric loudness
+    disturbances that P.862 maps to its score, without its time alignment.
+    Lower is better; 0 for a perfect copy of the target.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate of the waveforms (resampled to 16 kHz inside).
+
+    Example
+    -------
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> loss = PerceptualQualityLoss(sample_rate=16000)
+    >>> clean = torch.randn(2, 16000)
+    >>> noisy = clean + 0.5 * torch.randn(2, 16000)
+    >>> bool(loss(noisy, clean) > loss(clean, clean))
+    True
+    >>> loss(noisy, clean, reduction="batch").shape
+    torch.Size([2])
+    """
+
+    def __init__(self, sample_rate=16000):
+        super().__init__()
+        self.pesq = PesqLoss(factor=1.0, sample_rate=sample_rate)
+
+    def forward(self, predictions, targets, length=None, reduction="mean"):
+        """Computes the loss between waveforms [B, L].
+
+        Arguments
+        ---------
+        predictions : torch.Tensor
+            Enhanced waveforms [B, L].
+        targets : torch.Tensor
+            Clean waveforms [B, L].
+        length : torch.Tensor
+            Relative lengths [B]; each utterance is scored on its own
+            samples only (padding would count as silence).
+        reduction : str
+            "mean" (a scalar) or "batch" (one value per utterance).
+
+        Returns
+        -------
+        torch.Tensor
+            The loss.
+        """
+        self.pesq.to(predictions.device)  # its filters follow the batch
+        if length is None or bool((length == 1).all()):
+            per_utterance = self.pesq(targets, predictions)  # [B]
+        else:
+            samples = torch.round(length * targets.shape[1]).long()
+            per_utterance = torch.cat(
+                [
+                    self.pesq(target[None, :n], pred[None, :n])
+                    for pred, target, n in zip(predictions, targets, samples)
+                ]
+            )  # [B]
+        per_utterance = per_utterance.to(predictions.dtype)
+        if reduction == "batch":
+            return per_utterance
+        return per_utterance.mean()
+
+
 class CMCRLoss(nn.Module):
     """The CMCR-Net training objective::
 
         total = speech_loss + noise_weight * noise_loss
                 + cr_weight * ramp * CR + stream_weight * stream_contrast
+                + perceptual_weight * perceptual
 
     where ``ramp = min(1, step / cr_warmup_steps)`` phases CR in over the
     first optimizer steps (1 without a warm-up or a step).
@@ -293,6 +361,10 @@ class CMCRLoss(nn.Module):
         The collaboration module's stream term; None switches it off.
     stream_weight : float
         Its weight, averaged over the stacked modules.
+    perceptual : PerceptualQualityLoss
+        A PESQ-like term on the enhanced waveform; None switches it off.
+    perceptual_weight : float
+        Its weight.
 
     Example
     -------
@@ -305,7 +377,7 @@ class CMCRLoss(nn.Module):
     >>> clean, noisy = torch.randn(2, 800), torch.randn(2, 800)
     >>> terms = objective(model(noisy), clean, noisy, model)
     >>> sorted(terms)
-    ['cr', 'noise', 'speech', 'stream', 'total']
+    ['cr', 'noise', 'perceptual', 'speech', 'stream', 'total']
     """
 
     def __init__(
@@ -317,6 +389,8 @@ class CMCRLoss(nn.Module):
         cr_warmup_steps=0,
         stream_contrast=None,
         stream_weight=0.0,
+        perceptual=None,
+        perceptual_weight=0.0,
     ):
         super().__init__()
         if cr_warmup_steps < 0:
@@ -330,6 +404,8 @@ class CMCRLoss(nn.Module):
         self.cr_weight = cr_weight
         self.stream_contrast = stream_contrast
         self.stream_weight = stream_weight
+        self.perceptual = perceptual
+        self.perceptual_weight = perceptual_weight
 
     def forward(self, output, clean, noisy, model, length=None, step=None):
         """Returns a dict of the terms and their weighted ``total``.
@@ -353,8 +429,8 @@ class CMCRLoss(nn.Module):
         Returns
         -------
         dict
-            ``speech``, ``noise``, ``cr``, ``stream`` and ``total`` (scalars);
-            ``cr`` unweighted, and 0 where its weight is 0.
+            ``speech``, ``noise``, ``cr``, ``stream``, ``perceptual`` and
+            ``total`` (scalars), unweighted, and 0 where a weight is 0.
         """
         cr_weight = self.cr_weight * self.cr_ramp(step)
         clean_spec = model.spectrum(clean)  # [B, T, F, 2]
@@ -377,12 +453,16 @@ class CMCRLoss(nn.Module):
             ).mean()
             if self.stream_contrast is not None and self.stream_weight
             else zero,
+            "perceptual": self.perceptual(output.enhanced_wav, clean, length)
+            if self.perceptual is not None and self.perceptual_weight
+            else zero,
         }
         terms["total"] = (
             terms["speech"]
             + self.noise_weight * terms["noise"]
             + cr_weight * terms["cr"]
             + self.stream_weight * terms["stream"]
+            + self.perceptual_weight * terms["perceptual"]
         )
         return terms
 
