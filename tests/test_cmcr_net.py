@@ -128,16 +128,17 @@ def test_paper_model_outputs_are_unchanged():
     earlier code on the previous shipped model; these checksums, of the
     current one, keep the offline path from drifting. (The weights shipped
     before 2026-12-02 still give their checksums, -0.4165567 and
-    935.196411, with the code that added ``mask_bound``.)"""
+    935.196411, with the code that added ``mask_bound``; those shipped
+    from 2026-12-02 to 2026-12-06 give 0.1114160 and 990.692444.)"""
     enhancer = EnhanceSpeech.from_hparams(source=str(SHIPPED))
     model = enhancer.mods.enhance_model
     assert model.config["causal"] is False
     noisy, _ = mix_at_snr(harmonic_speech(16000, seed=3), 5.0, seed=4)
     with torch.no_grad():
         enhanced = model.enhance(noisy[None])[0]
-    assert enhanced.sum().item() == pytest.approx(0.1114160, abs=2e-5)
-    assert enhanced.abs().sum().item() == pytest.approx(990.692444, rel=1e-6)
-    expected = torch.tensor([-0.0050270068, 0.0176903922, 0.0018867645])
+    assert enhanced.sum().item() == pytest.approx(0.1874879, abs=2e-5)
+    assert enhanced.abs().sum().item() == pytest.approx(960.437256, rel=1e-6)
+    expected = torch.tensor([-0.0056579062, -0.0021879249, 0.0014851566])
     assert torch.allclose(enhanced[[100, 5000, 12345]], expected, atol=1e-6)
 
 

@@ -92,7 +92,7 @@ def test_card_follows_the_hub_conventions():
         "Citation",
     ]:
         assert section in sections
-    assert "| PESQ (wide-band) | 1.36 | 1.73 |" in card
+    assert "| PESQ (wide-band) | 1.36 | 1.86 |" in card
     assert "foreign_class(" in card and "EnhanceSpeech.from_hparams(" in card
     assert "LibriSpeech, CC BY 4.0" in card
     assert "@article{xu2023cmcr" in card and "@misc{speechbrain" in card
